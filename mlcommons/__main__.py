@@ -1,0 +1,5 @@
+import sys
+
+from mlcommons.cli import main
+
+sys.exit(main())

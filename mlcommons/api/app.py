@@ -1,0 +1,56 @@
+"""Build and run the API application."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+
+from aiohttp import web
+
+from mlcommons.api import cluster, middlewares, opensearch
+from mlcommons.api.http import add_routes
+from mlcommons.api.services import Services
+from mlcommons.core.context import Context
+
+log = logging.getLogger(__name__)
+
+
+def create_app(ctx: Context, *, node_name: str | None = None) -> web.Application:
+    app = web.Application(middlewares=[middlewares.errors],
+                          client_max_size=ctx.settings.get("mlcommons.http.max_content_length"))
+    app["svc"] = Services(ctx)
+    app["node_name"] = node_name or f"{socket.gethostname()}-api"
+    add_routes(app, cluster.ROUTES)
+    opensearch.setup(app)
+
+    async def on_startup(app: web.Application) -> None:
+        await app["svc"].start()
+
+    async def on_cleanup(app: web.Application) -> None:
+        await app["svc"].close()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    return app
+
+
+async def serve(ctx: Context, host: str, port: int, *, ready: asyncio.Event | None = None,
+                stop: asyncio.Event | None = None) -> None:
+    """Run the API until ``stop`` is set (or SIGINT/SIGTERM when no event is given)."""
+    app = create_app(ctx)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,89 @@
+"""Cluster-level endpoints: GET / and the dynamic settings (GET/PUT /_cluster/settings)."""
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from mlcommons import __version__
+from mlcommons.api.http import flag, read_json, respond
+from mlcommons.errors import BadRequest
+from mlcommons.ids import new_id
+from mlcommons.settings import SETTINGS, render_value, unflatten, validate_update
+
+COMPATIBLE_OPENSEARCH = "2.19.0"
+
+
+async def root(request: web.Request) -> web.Response:
+    svc = request.app["svc"]
+    uuid_key = f"{svc.keys.prefix}:cluster_uuid"
+    await svc.aredis.set(uuid_key, new_id(), nx=True)
+    cluster_uuid = (await svc.aredis.get(uuid_key)).decode()
+    return respond({
+        "name": request.app["node_name"],
+        "cluster_name": svc.settings.get("cluster.name"),
+        "cluster_uuid": cluster_uuid,
+        "version": {
+            "distribution": "opensearch",
+            "number": COMPATIBLE_OPENSEARCH,
+            "build_type": "mlcommons",
+            "mlcommons_version": __version__,
+            "minimum_wire_compatibility_version": "7.10.0",
+            "minimum_index_compatibility_version": "7.0.0",
+        },
+        "tagline": "The OpenSearch Project: https://opensearch.org/",
+    })
+
+
+def _render(values: dict, flat: bool) -> dict:
+    rendered = {name: render_value(value) for name, value in values.items()}
+    return rendered if flat else unflatten(rendered)
+
+
+async def get_settings(request: web.Request) -> web.Response:
+    svc = request.app["svc"]
+    await svc.refresh_settings()
+    flat = flag(request, "flat_settings")
+    body = {"persistent": _render(svc.settings.overrides("persistent"), flat),
+            "transient": _render(svc.settings.overrides("transient"), flat)}
+    if flag(request, "include_defaults"):
+        body["defaults"] = _render({name: svc.settings.static[name] for name in SETTINGS}, flat)
+    return respond(body)
+
+
+async def put_settings(request: web.Request) -> web.Response:
+    svc = request.app["svc"]
+    body = await read_json(request, required=True)
+    unknown = [k for k in body if k not in ("persistent", "transient")]
+    if unknown:
+        raise BadRequest(f"unknown section [{unknown[0]}]; expected [persistent] and/or [transient]")
+    updates = {}
+    for scope in ("persistent", "transient"):
+        section = body.get(scope) or {}
+        if not isinstance(section, dict):
+            raise BadRequest(f"[{scope}] must be an object of settings")
+        updates[scope] = validate_update(scope, section)
+    if not updates["persistent"] and not updates["transient"]:
+        raise BadRequest("no settings to update")
+    pipe = svc.aredis.pipeline(transaction=True)
+    for scope, values in updates.items():
+        key = svc.keys.settings(scope)
+        sets = {name: orjson.dumps(value) for name, value in values.items() if value is not None}
+        resets = [name for name, value in values.items() if value is None]
+        if sets:
+            pipe.hset(key, mapping=sets)
+        if resets:
+            pipe.hdel(key, *resets)
+    await pipe.execute()
+    await svc.refresh_settings()
+    flat = flag(request, "flat_settings")
+    return respond({"acknowledged": True,
+                    "persistent": _render({k: v for k, v in updates["persistent"].items() if v is not None}, flat),
+                    "transient": _render({k: v for k, v in updates["transient"].items() if v is not None}, flat)})
+
+
+ROUTES = [
+    ("GET", "/", root),
+    ("HEAD", "/", root),
+    ("GET", "/_cluster/settings", get_settings),
+    ("PUT", "/_cluster/settings", put_settings),
+]

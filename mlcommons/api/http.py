@@ -1,0 +1,64 @@
+"""Small helpers every handler uses: JSON in and out, query parameters, route registration."""
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable
+
+import orjson
+from aiohttp import web
+
+from mlcommons.errors import BadRequest, ParseError
+
+JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def respond(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(data, option=JSON_OPTIONS), status=status,
+                        content_type="application/json", headers=headers)
+
+
+async def read_json(request: web.Request, *, required: bool = False) -> dict[str, Any] | None:
+    raw = await request.read()
+    if not raw.strip():
+        if required:
+            raise ParseError("request body is required")
+        return None
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ParseError(f"Failed to parse request body: {exc}") from None
+    if not isinstance(body, dict):
+        raise ParseError("request body must be a JSON object")
+    return body
+
+
+def flag(request: web.Request, name: str, default: bool = False) -> bool:
+    """A boolean query parameter: ``?x``, ``?x=true`` and ``?x=false``."""
+    if name not in request.query:
+        return default
+    value = request.query[name].strip().lower()
+    if value in ("", "true"):
+        return True
+    if value == "false":
+        return False
+    raise BadRequest(f"Failed to parse value [{request.query[name]}] as only [true] or [false] are allowed "
+                     f"for parameter [{name}]")
+
+
+def string_list(body: dict[str, Any] | None, field: str) -> list[str] | None:
+    if not body or body.get(field) is None:
+        return None
+    value = body[field]
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise BadRequest(f"[{field}] must be a list of non-empty strings")
+    return value
+
+
+def add_routes(app: web.Application, table: list[tuple[str, str, Handler]]) -> None:
+    """Register each route with and without a trailing slash."""
+    for method, path, handler in table:
+        app.router.add_route(method, path, handler)
+        if not path.endswith("/"):
+            app.router.add_route(method, path + "/", handler)

@@ -1,0 +1,41 @@
+"""Every failure leaves the API as the dialect's error body with the right status."""
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from mlcommons.api.http import respond
+from mlcommons.errors import MLError, TooManyRequests
+
+log = logging.getLogger(__name__)
+
+
+def _error(status: int, error_type: str, reason: str) -> web.Response:
+    return respond(MLError(reason, status=status, error_type=error_type).body(), status)
+
+
+@web.middleware
+async def errors(request: web.Request, handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except MLError as exc:
+        headers = None
+        if isinstance(exc, TooManyRequests):
+            headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
+        return respond(exc.body(), exc.status, headers)
+    except web.HTTPNotFound:
+        return _error(400, "illegal_argument_exception",
+                      f"no handler found for uri [{request.path_qs}] and method [{request.method}]")
+    except web.HTTPMethodNotAllowed as exc:
+        allowed = ",".join(sorted(exc.allowed_methods))
+        return _error(405, "illegal_argument_exception",
+                      f"Incorrect HTTP method for uri [{request.path_qs}] and method [{request.method}], "
+                      f"allowed: [{allowed}]")
+    except web.HTTPRequestEntityTooLarge as exc:
+        return _error(413, "status_exception", f"request body is too large: {exc.text}")
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _error(500, "exception", "internal error; see the API log")

@@ -1,0 +1,119 @@
+"""What the API's handlers share: the core context, Redis clients, the predict client, and a
+thread pool for the synchronous control-plane calls (the hot prediction path stays on the loop)."""
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, TypeVar
+
+import msgpack
+import orjson
+import redis.asyncio as aioredis
+
+from mlcommons import keys as K
+from mlcommons.core.context import Context
+from mlcommons.core.predict import PredictClient
+from mlcommons.errors import NotFound
+from mlcommons.store.connection import async_client
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class ModelInfoCache:
+    """The few model fields the prediction path needs, kept for a second at most."""
+
+    def __init__(self, client: aioredis.Redis, keys, ttl: float = 1.0):
+        self.client = client
+        self.keys = keys
+        self.ttl = ttl
+        self._cache: dict[str, tuple[float, dict[str, Any] | None]] = {}
+
+    async def get(self, model_id: str) -> dict[str, Any] | None:
+        hit = self._cache.get(model_id)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < self.ttl:
+            return hit[1]
+        raw = await self.client.hmget(self.keys.doc(K.MODEL, model_id), "algorithm", "is_enabled", "model_state")
+        info = None if raw[0] is None else {
+            "algorithm": orjson.loads(raw[0]),
+            "is_enabled": True if raw[1] is None else orjson.loads(raw[1]),
+            "model_state": orjson.loads(raw[2]) if raw[2] else None,
+        }
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[model_id] = (now, info)
+        return info
+
+    def forget(self, model_id: str) -> None:
+        self._cache.pop(model_id, None)
+
+
+class Services:
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self.keys = ctx.keys
+        self.settings = ctx.settings
+        self.aredis = async_client(ctx.redis_url)
+        self._reader = async_client(ctx.redis_url)
+        self.predict = PredictClient(self.aredis, self._reader, ctx.keys)
+        self.models = ModelInfoCache(self.aredis, ctx.keys)
+        self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="control")
+        self._refresher: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        await self.refresh_settings()
+        await self.predict.start()
+        self._refresher = asyncio.create_task(self._refresh_loop(), name="settings-refresh")
+
+    async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+        await self.predict.close()
+        await self.aredis.aclose()
+        await self._reader.aclose()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.ctx.close()
+
+    async def run(self, fn: Callable[..., T], *args, **kwargs) -> T:
+        """Run a synchronous core call off the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+
+    async def refresh_settings(self) -> None:
+        persistent = await self.aredis.hgetall(self.keys.settings("persistent"))
+        transient = await self.aredis.hgetall(self.keys.settings("transient"))
+        self.settings.apply_overrides(persistent, transient)
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self.refresh_settings()
+            except Exception as exc:  # Redis away for a moment
+                log.warning("settings refresh failed: %s", exc)
+
+    async def model_info(self, model_id: str) -> dict[str, Any]:
+        info = await self.models.get(model_id)
+        if info is None:
+            raise NotFound(f"Failed to find model with the provided model id: {model_id}")
+        return info
+
+    async def wait_job_replies(self, request_id: str, count: int, timeout: float) -> dict[str, dict]:
+        """Collect ``count`` replies that rq jobs push for ``request_id`` (node id -> reply)."""
+        key = self.keys.job_reply(request_id)
+        replies: dict[str, dict] = {}
+        deadline = time.monotonic() + timeout
+        while len(replies) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            item = await self.aredis.blpop([key], timeout=max(0.01, min(remaining, 5.0)))
+            if item is not None:
+                reply = msgpack.unpackb(item[1])
+                replies[reply["node"]] = reply
+        await self.aredis.delete(key)
+        return replies

@@ -1,0 +1,45 @@
+"""Everything a core service needs to reach the cluster, built once per process."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import redis
+from rq import Queue
+
+from mlcommons.keys import Keys
+from mlcommons.settings import Settings, static_values
+from mlcommons.store.connection import sync_client
+from mlcommons.store.documents import DocumentStore
+from mlcommons.store.modelstore import ModelStore, RedisModelStore
+
+
+@dataclass
+class Context:
+    redis_url: str
+    redis: redis.Redis
+    keys: Keys
+    settings: Settings
+
+    @classmethod
+    def connect(cls, redis_url: str, *, static: dict | None = None, auto_refresh: bool = True) -> "Context":
+        static = static_values() if static is None else static
+        client = sync_client(redis_url)
+        keys = Keys(static["mlcommons.redis.key_prefix"])
+        settings = Settings(static, redis=client if auto_refresh else None, keys=keys)
+        return cls(redis_url=redis_url, redis=client, keys=keys, settings=settings)
+
+    @cached_property
+    def docs(self) -> DocumentStore:
+        return DocumentStore(self.redis, self.keys)
+
+    @cached_property
+    def blobs(self) -> ModelStore:
+        return RedisModelStore(self.redis, self.keys)
+
+    def queue(self, name: str) -> Queue:
+        return Queue(name, connection=self.redis, default_timeout=self.settings.get(
+            "plugins.ml_commons.ml_task_timeout_in_seconds"))
+
+    def close(self) -> None:
+        self.redis.close()

@@ -1,0 +1,96 @@
+"""Every Redis key and rq queue name the system uses, in one place.
+
+All keys start with the cluster's key prefix (setting ``mlcommons.redis.key_prefix``), so several
+clusters can share one Redis. Nobody spells a key by hand elsewhere.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Logical document indices and the ML Commons system index each one stands for on the wire.
+MODEL = "model"
+MODEL_GROUP = "model_group"
+TASK = "task"
+WIRE_INDEX = {
+    MODEL: ".plugins-ml-model",
+    MODEL_GROUP: ".plugins-ml-model-group",
+    TASK: ".plugins-ml-task",
+}
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "mlc"
+
+    # documents: a hash per document (JSON-encoded field values) and a sorted set per index
+    def doc(self, index: str, doc_id: str) -> str:
+        return f"{self.prefix}:doc:{index}:{doc_id}"
+
+    def index(self, index: str) -> str:
+        return f"{self.prefix}:idx:{index}"
+
+    def unique(self, index: str, field: str) -> str:
+        """Hash value -> doc id, for fields that must be unique (model group names)."""
+        return f"{self.prefix}:uniq:{index}:{field}"
+
+    # model store
+    def chunk(self, model_id: str, number: int) -> str:
+        return f"{self.prefix}:chunk:{model_id}:{number}"
+
+    def blob_meta(self, blob_id: str) -> str:
+        """Description (chunks, hash, size, config) of a stored archive that is not a model."""
+        return f"{self.prefix}:blob:{blob_id}"
+
+    def blob_lock(self, blob_id: str) -> str:
+        return f"{self.prefix}:lock:blob:{blob_id}"
+
+    # tasks
+    def task_nodes(self, task_id: str) -> str:
+        """Hash node id -> "" (success) or error message, filled as deploy nodes report."""
+        return f"{self.prefix}:task:{task_id}:nodes"
+
+    # nodes
+    def nodes(self) -> str:
+        """Set of every node id ever seen."""
+        return f"{self.prefix}:nodes"
+
+    def node(self, node_id: str) -> str:
+        """Hash with the node's last heartbeat document."""
+        return f"{self.prefix}:node:{node_id}"
+
+    def node_alive(self, node_id: str) -> str:
+        """String holding the node's boot id; expires when heartbeats stop."""
+        return f"{self.prefix}:alive:{node_id}"
+
+    # settings
+    def settings(self, scope: str) -> str:
+        return f"{self.prefix}:settings:{scope}"
+
+    # data plane
+    def route(self, deployment_id: str) -> str:
+        """Hash describing a deployment's serving state, read by queue admission."""
+        return f"{self.prefix}:route:{deployment_id}"
+
+    def predict_queue(self, deployment_id: str) -> str:
+        return f"{self.prefix}:dq:{deployment_id}"
+
+    def inflight(self, node_id: str, deployment_id: str, allocation: int) -> str:
+        return f"{self.prefix}:inflight:{node_id}:{deployment_id}:{allocation}"
+
+    def inflight_pattern(self, node_id: str) -> str:
+        return f"{self.prefix}:inflight:{node_id}:*"
+
+    def replies(self, instance_id: str) -> str:
+        """List of msgpack replies for one API process."""
+        return f"{self.prefix}:reply:{instance_id}"
+
+    def job_reply(self, request_id: str) -> str:
+        """List an rq job pushes its result to when a caller waits on it (undeploy)."""
+        return f"{self.prefix}:jobreply:{request_id}"
+
+    # rq queues (names, not keys: rq adds its own ``rq:queue:`` prefix)
+    def node_queue(self, node_id: str) -> str:
+        return f"{self.prefix}.node.{node_id}"
+
+    def shared_queue(self) -> str:
+        return f"{self.prefix}.shared"

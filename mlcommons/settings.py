@@ -1,0 +1,292 @@
+"""Every setting, documented once, and how a value is resolved.
+
+Resolution order, lowest first: the default below, ``config/mlcommons.yml`` (or ``--config``),
+the environment (the dotted name itself, or ``MLCOMMONS_`` + the name upper-cased with dots and
+dashes turned into underscores), then the cluster settings stored in Redis by
+``PUT /_cluster/settings`` (``persistent``, then ``transient``) for the settings marked dynamic.
+Names follow ML Commons where ML Commons has the setting.
+"""
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import orjson
+
+from mlcommons.errors import BadRequest
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    kind: type
+    dynamic: bool
+    doc: str
+    minimum: float | None = None
+    maximum: float | None = None
+
+    def parse(self, raw: Any) -> Any:
+        """Turn a value from YAML, the environment or a JSON body into this setting's type."""
+        try:
+            value = _coerce(self.kind, raw)
+        except (TypeError, ValueError) as exc:
+            raise BadRequest(f"Failed to parse value [{raw}] for setting [{self.name}]: {exc}") from None
+        if self.minimum is not None and value < self.minimum:
+            raise BadRequest(f"Failed to parse value [{raw}] for setting [{self.name}] must be >= {self.minimum}")
+        if self.maximum is not None and value > self.maximum:
+            raise BadRequest(f"Failed to parse value [{raw}] for setting [{self.name}] must be <= {self.maximum}")
+        if self.kind is str and self.name.endswith("_regex"):
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise BadRequest(f"Failed to parse value [{raw}] for setting [{self.name}]: {exc}") from None
+        return value
+
+
+def _coerce(kind: type, raw: Any) -> Any:
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("true", "false"):
+            return text == "true"
+        raise ValueError("expected true or false")
+    if kind is int:
+        if isinstance(raw, bool):
+            raise ValueError("expected an integer")
+        if isinstance(raw, float) and not raw.is_integer():
+            raise ValueError("expected an integer")
+        return int(str(raw).strip()) if not isinstance(raw, (int, float)) else int(raw)
+    if kind is float:
+        if isinstance(raw, bool):
+            raise ValueError("expected a number")
+        return float(raw)
+    if kind is str:
+        if isinstance(raw, (dict, list)):
+            raise ValueError("expected a string")
+        return str(raw)
+    raise TypeError(f"unsupported setting type {kind}")
+
+
+_ML = "plugins.ml_commons."
+
+SETTINGS: dict[str, Setting] = {
+    s.name: s
+    for s in [
+        # --- the cluster and its storage -------------------------------------------------
+        Setting("cluster.name", "mlcommons", str, False,
+                "Name reported by GET / and in node documents."),
+        Setting("mlcommons.redis.key_prefix", "mlc", str, False,
+                "Prefix of every Redis key and rq queue name, so several clusters can share one Redis."),
+        Setting("mlcommons.http.max_content_length", 104_857_600, int, False,
+                "Largest request body the API accepts, in bytes; larger bodies get 413.", minimum=1),
+        Setting("mlcommons.model_store.chunk_size", 10_000_000, int, False,
+                "Size in bytes of the chunks a registered model archive is split into.", minimum=1024),
+        Setting("mlcommons.model_store.max_model_size", 4 * 2**30 - 1, int, True,
+                "Largest model archive accepted for registration, in bytes (ML Commons refuses 4 GiB).",
+                minimum=1),
+        Setting("mlcommons.model_store.url_timeout_seconds", 60.0, float, True,
+                "Socket time-out when a register task downloads a model from a URL.", minimum=0.1),
+        # --- serving ----------------------------------------------------------------------
+        Setting("mlcommons.predict.timeout_seconds", 30.0, float, True,
+                "How long a prediction may wait for its result before it fails with a clear error.",
+                minimum=0.01),
+        Setting("mlcommons.predict.queue_capacity", 10_000, int, True,
+                "Requests a deployment's queue holds before new ones get 429 (Elasticsearch's default).",
+                minimum=1, maximum=1_000_000),
+        Setting("mlcommons.predict.max_batch_size", 32, int, True,
+                "Most documents a worker runs through the model in one forward pass.", minimum=1),
+        Setting("mlcommons.predict.max_batch_tokens", 16_384, int, True,
+                "Most padded tokens (documents x longest length) in one forward pass.", minimum=1),
+        Setting("mlcommons.undeploy.timeout_seconds", 30.0, float, True,
+                "How long an undeploy call waits for each node to report before answering.", minimum=0.1),
+        # --- nodes --------------------------------------------------------------------------
+        Setting("mlcommons.node.heartbeat_interval_seconds", 1.0, float, False,
+                "How often a worker node refreshes its heartbeat.", minimum=0.05),
+        Setting("mlcommons.node.heartbeat_expiry_seconds", 5.0, float, False,
+                "A node whose heartbeat is older than this is considered gone.", minimum=0.2),
+        # --- ML Commons settings ------------------------------------------------------------
+        Setting(_ML + "allow_registering_model_via_url", False, bool, True,
+                "Allow registering a model from a URL (http(s):// or file://)."),
+        Setting(_ML + "allow_registering_model_via_local_file", False, bool, True,
+                "Allow registering a model by uploading its chunks (models/_register_meta and upload_chunk)."),
+        Setting(_ML + "trusted_url_regex",
+                r"^(https?|ftp|file)://[-a-zA-Z0-9+&@#/%?=~_|!:,.;]*[-a-zA-Z0-9+&@#/%=~_|]", str, True,
+                "A model URL must contain a match of this regular expression (searched, as ML Commons does)."),
+        Setting(_ML + "max_model_on_node", 10, int, True,
+                "Most local models one worker node holds; a deploy beyond it fails on that node.", minimum=0,
+                maximum=10000),
+        Setting(_ML + "ml_task_timeout_in_seconds", 600, int, True,
+                "Longest time a deploy or register job may run on a node.", minimum=1, maximum=86400),
+        Setting(_ML + "allow_custom_deployment_plan", False, bool, True,
+                "Allow _deploy to name target nodes with node_ids."),
+        Setting(_ML + "only_run_on_ml_node", True, bool, True,
+                "Deploy only to nodes with the ml role (every mlcommons worker node has it)."),
+        Setting(_ML + "max_deploy_model_tasks_per_node", 10, int, True,
+                "Most deploy tasks queued or running at once on one node.", minimum=0, maximum=10),
+        Setting(_ML + "max_register_model_tasks_per_node", 10, int, True,
+                "Most register tasks queued or running at once in the cluster, per live node.", minimum=0,
+                maximum=10),
+        Setting(_ML + "native_memory_threshold", 90, int, True,
+                "A node refuses to deploy while its host's used memory is above this percentage (100 = off).",
+                minimum=0, maximum=100),
+        Setting(_ML + "disk_free_space_threshold", 5 * 2**30, int, True,
+                "A node refuses to deploy while its data folder's disk has fewer free bytes than this.",
+                minimum=0),
+    ]
+}
+
+_ENV_PREFIX = "MLCOMMONS_"
+
+
+def env_name(name: str) -> str:
+    return _ENV_PREFIX + re.sub(r"[.\-]", "_", name).upper()
+
+
+def load_file(path: Path) -> dict[str, Any]:
+    """Read a settings file: flat dotted keys (nested mappings are flattened)."""
+    import yaml
+
+    with open(path, encoding="utf-8") as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of settings")
+    return flatten(data)
+
+
+def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in sorted(flat.items()):
+        node = out
+        parts = name.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def default_config_path() -> Path | None:
+    env = os.environ.get("MLCOMMONS_CONFIG")
+    if env:
+        return Path(env)
+    candidate = Path(__file__).resolve().parent.parent / "config" / "mlcommons.yml"
+    return candidate if candidate.exists() else None
+
+
+def static_values(config_path: Path | None = None, environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Defaults, then the settings file, then the environment."""
+    environ = os.environ if environ is None else environ
+    values = {name: s.default for name, s in SETTINGS.items()}
+    path = config_path if config_path is not None else default_config_path()
+    if path is not None:
+        for name, raw in load_file(path).items():
+            setting = SETTINGS.get(name)
+            if setting is None:
+                raise ValueError(f"{path}: unknown setting [{name}]")
+            values[name] = setting.parse(raw)
+    for name, setting in SETTINGS.items():
+        for key in (name, env_name(name)):
+            if key in environ:
+                values[name] = setting.parse(environ[key])
+    return values
+
+
+class Settings:
+    """Resolved settings for one process.
+
+    Dynamic overrides live in two Redis hashes (persistent and transient). A process that passes
+    ``redis`` refreshes them when they are older than ``refresh_seconds``; the API instead calls
+    :meth:`apply_overrides` from its own asynchronous refresher so that reads never block its loop.
+    """
+
+    def __init__(self, static: dict[str, Any] | None = None, *, redis=None, keys=None,
+                 refresh_seconds: float = 1.0):
+        self.static = dict(static) if static is not None else static_values()
+        self._redis = redis
+        self._keys = keys
+        self._refresh_seconds = refresh_seconds
+        self._overrides: dict[str, dict[str, Any]] = {"persistent": {}, "transient": {}}
+        self._loaded_at = 0.0
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> Any:
+        if self._redis is not None and time.monotonic() - self._loaded_at > self._refresh_seconds:
+            self.refresh()
+        transient = self._overrides["transient"]
+        if name in transient:
+            return transient[name]
+        persistent = self._overrides["persistent"]
+        if name in persistent:
+            return persistent[name]
+        return self.static[name]
+
+    def __getitem__(self, name: str) -> Any:
+        return self.get(name)
+
+    def refresh(self) -> None:
+        with self._lock:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hgetall(self._keys.settings("persistent"))
+            pipe.hgetall(self._keys.settings("transient"))
+            persistent, transient = pipe.execute()
+            self.apply_overrides(persistent, transient)
+
+    def apply_overrides(self, persistent: dict, transient: dict) -> None:
+        self._overrides = {"persistent": decode_overrides(persistent), "transient": decode_overrides(transient)}
+        self._loaded_at = time.monotonic()
+
+    def overrides(self, scope: str) -> dict[str, Any]:
+        return dict(self._overrides[scope])
+
+    def effective(self) -> dict[str, Any]:
+        return {name: self.get(name) for name in SETTINGS}
+
+
+def decode_overrides(raw: dict) -> dict[str, Any]:
+    out = {}
+    for key, value in raw.items():
+        name = key.decode() if isinstance(key, bytes) else key
+        setting = SETTINGS.get(name)
+        if setting is not None and setting.dynamic:
+            out[name] = setting.parse(orjson.loads(value))
+    return out
+
+
+def validate_update(scope: str, body: dict) -> dict[str, Any]:
+    """Check a ``PUT /_cluster/settings`` section; returns name -> parsed value (None = reset)."""
+    out: dict[str, Any] = {}
+    for name, raw in flatten(body).items():
+        setting = SETTINGS.get(name)
+        if setting is None:
+            raise BadRequest(f"{scope} setting [{name}], not recognized")
+        if not setting.dynamic:
+            raise BadRequest(f"{scope} setting [{name}], not dynamically updateable")
+        out[name] = None if raw is None else setting.parse(raw)
+    return out
+
+
+def render_value(value: Any) -> str:
+    """Cluster settings answer with strings, as OpenSearch does."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+Getter = Callable[[str], Any]

@@ -1,0 +1,197 @@
+"""safe_extract: every hostile archive is refused with the entry named, and leaves dest empty."""
+from __future__ import annotations
+
+import stat
+import struct
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from mlcommons.errors import UnsafeArchive
+from workers.extract import safe_extract
+
+
+def make_zip(path: Path, entries: list[tuple[str | zipfile.ZipInfo, bytes]], **kw) -> Path:
+    with zipfile.ZipFile(path, "w", **kw) as zf:
+        for name, data in entries:
+            zf.writestr(name, data)
+    return path
+
+
+def assert_nothing_left(dest: Path) -> None:
+    assert not dest.exists() or list(dest.iterdir()) == []
+
+
+def refuse(archive: Path, dest: Path, match: str, **kw) -> UnsafeArchive:
+    with pytest.raises(UnsafeArchive, match=match) as info:
+        safe_extract(archive, dest, **kw)
+    assert_nothing_left(dest)
+    return info.value
+
+
+def test_good_archive_with_nested_folders(tmp_path):
+    archive = make_zip(
+        tmp_path / "m.zip",
+        [
+            ("model.pt", b"weights"),
+            ("conf/", b""),
+            ("conf/tokenizer.json", b"{}"),
+            ("a/b/c/deep.txt", b"deep"),
+            ("./dot.txt", b"dot"),
+            ("x/../back.txt", b"back"),
+        ],
+        compression=zipfile.ZIP_DEFLATED,
+    )
+    dest = tmp_path / "out" / "model"
+    files = safe_extract(archive, dest)
+    assert files == [
+        dest / "model.pt",
+        dest / "conf" / "tokenizer.json",
+        dest / "a" / "b" / "c" / "deep.txt",
+        dest / "dot.txt",
+        dest / "back.txt",
+    ]
+    assert (dest / "a/b/c/deep.txt").read_bytes() == b"deep"
+    assert (dest / "model.pt").read_bytes() == b"weights"
+    assert (dest / "conf").is_dir() and not (dest / "x").exists()
+
+
+def test_existing_empty_dest_is_fine_and_stays_after_a_failure(tmp_path):
+    good = make_zip(tmp_path / "good.zip", [("a.txt", b"a")])
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    assert safe_extract(good, dest) == [dest / "a.txt"]
+
+    other = tmp_path / "other"
+    other.mkdir()
+    bad = make_zip(tmp_path / "bad.zip", [("fine.txt", b"x"), ("../evil.txt", b"x")])
+    refuse(bad, other, "evil.txt")
+    assert other.is_dir()
+
+
+def test_non_empty_dest_is_refused_and_untouched(tmp_path):
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "keep.txt").write_text("mine")
+    archive = make_zip(tmp_path / "m.zip", [("a.txt", b"a")])
+    with pytest.raises(UnsafeArchive, match="not an empty folder"):
+        safe_extract(archive, dest)
+    assert [p.name for p in dest.iterdir()] == ["keep.txt"]
+
+
+@pytest.mark.parametrize("name", ["../evil.txt", "a/../../evil.txt", "a/b/../../../evil.txt", ".."])
+def test_zip_slip_with_dotdot(tmp_path, name):
+    archive = make_zip(tmp_path / "m.zip", [("ok.txt", b"ok"), (name, b"evil")])
+    dest = tmp_path / "sub" / "dest"
+    err = refuse(archive, dest, "escapes")
+    assert repr(name) in str(err)
+    assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "sub" / "evil.txt").exists()
+
+
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("/tmp/evil.txt", "absolute"),
+        ("//server/share/evil.txt", "absolute"),
+        ("C:/evil.txt", "drive letter"),
+        ("c:evil.txt", "drive letter"),
+        ("..\\evil.txt", "backslash"),
+        ("a\\..\\..\\evil.txt", "backslash"),
+    ],
+)
+def test_absolute_drive_and_backslash_names(tmp_path, name, reason):
+    archive = make_zip(tmp_path / "m.zip", [("ok.txt", b"ok"), (name, b"evil")])
+    err = refuse(archive, tmp_path / "dest", reason)
+    assert repr(name) in str(err)
+
+
+def test_symlink_entry(tmp_path):
+    link = zipfile.ZipInfo("link")
+    link.create_system = 3
+    link.external_attr = (stat.S_IFLNK | 0o777) << 16
+    archive = make_zip(tmp_path / "m.zip", [("ok.txt", b"ok"), (link, b"/etc/passwd")])
+    refuse(archive, tmp_path / "dest", "'link' is a symbolic link")
+
+
+def test_symlink_then_write_through_it(tmp_path):
+    link = zipfile.ZipInfo("d")
+    link.external_attr = (stat.S_IFLNK | 0o777) << 16
+    archive = make_zip(tmp_path / "m.zip", [(link, str(tmp_path).encode()), ("d/evil.txt", b"x")])
+    refuse(archive, tmp_path / "dest", "symbolic link")
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def _set_declared_size(archive: Path, name: str, size: int) -> None:
+    """Rewrite the uncompressed size of ``name`` in its local header and central directory."""
+    with zipfile.ZipFile(archive) as zf:
+        offset = zf.getinfo(name).header_offset
+    data = bytearray(archive.read_bytes())
+    struct.pack_into("<I", data, offset + 22, size)
+    pos = data.find(b"PK\x01\x02")
+    while pos != -1:
+        name_len = struct.unpack_from("<H", data, pos + 28)[0]
+        if data[pos + 46 : pos + 46 + name_len] == name.encode():
+            struct.pack_into("<I", data, pos + 24, size)
+        pos = data.find(b"PK\x01\x02", pos + 4)
+    archive.write_bytes(data)
+
+
+def test_zip_bomb_declared_small_but_large_when_read(tmp_path):
+    archive = make_zip(
+        tmp_path / "bomb.zip",
+        [("tokenizer.json", b"{}"), ("weights.bin", bytes(4 * 2**20))],
+        compression=zipfile.ZIP_DEFLATED,
+    )
+    _set_declared_size(archive, "weights.bin", 100)
+    with zipfile.ZipFile(archive) as zf:
+        assert zf.getinfo("weights.bin").file_size == 100
+    assert archive.stat().st_size < 64 * 1024
+    refuse(archive, tmp_path / "dest", "weights.bin", max_total_bytes=2**20)
+
+
+def test_declared_total_above_the_limit(tmp_path):
+    archive = make_zip(tmp_path / "m.zip", [("a.bin", bytes(600)), ("b.bin", bytes(600))])
+    refuse(archive, tmp_path / "dest", "'b.bin'", max_total_bytes=1000)
+    assert safe_extract(archive, tmp_path / "ok", max_total_bytes=1200)
+
+
+def test_too_many_files(tmp_path):
+    archive = make_zip(tmp_path / "m.zip", [(f"f{i}.txt", b"x") for i in range(6)])
+    refuse(archive, tmp_path / "dest", "6 entries", max_files=5)
+    assert len(safe_extract(archive, tmp_path / "ok", max_files=6)) == 6
+
+
+@pytest.mark.parametrize("content", [b"", b"not a zip at all", b"PK\x03\x04" + bytes(100)])
+def test_non_zip_input(tmp_path, content):
+    archive = tmp_path / "model.zip"
+    archive.write_bytes(content)
+    refuse(archive, tmp_path / "dest", "not a readable zip")
+
+
+def test_truncated_zip(tmp_path):
+    archive = make_zip(tmp_path / "m.zip", [("a.bin", bytes(range(256)) * 64)])
+    archive.write_bytes(archive.read_bytes()[:-30])
+    refuse(archive, tmp_path / "dest", "zip")
+
+
+def test_corrupt_member_data_leaves_nothing(tmp_path):
+    archive = make_zip(tmp_path / "m.zip", [("first.txt", b"fine"), ("second.bin", b"abcdefgh" * 512)])
+    with zipfile.ZipFile(archive) as zf:
+        info = zf.getinfo("second.bin")
+        start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    data = bytearray(archive.read_bytes())
+    data[start + 10] ^= 0xFF
+    archive.write_bytes(data)
+    refuse(archive, tmp_path / "dest", "'second.bin' is corrupt")
+
+
+def test_duplicate_entries(tmp_path):
+    with pytest.warns(UserWarning, match="Duplicate name"):
+        archive = make_zip(tmp_path / "m.zip", [("a.txt", b"1"), ("a.txt", b"2")])
+    refuse(archive, tmp_path / "dest", "more than once")
+
+
+def test_file_and_folder_with_the_same_path(tmp_path):
+    archive = make_zip(tmp_path / "m.zip", [("a", b"file"), ("a/b.txt", b"inside")])
+    refuse(archive, tmp_path / "dest", "'a/b.txt'")

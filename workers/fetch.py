@@ -1,0 +1,43 @@
+"""Fetch a registered model out of the model store onto this node, checked, and extract it."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from mlcommons.errors import ModelContentChanged
+from mlcommons.store.modelstore import ModelStore, read_chunks
+from workers.extract import safe_extract
+
+
+def fetch_and_extract(store: ModelStore, model_id: str, model: dict, work_dir: Path) -> Path:
+    """Stream the model's chunks into a temporary file while hashing, refuse a size or SHA-256
+    mismatch, then extract the archive into a fresh folder under ``work_dir`` and return it.
+    The caller removes the folder when done with it."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    total = int(model.get("total_chunks") or 0)
+    expected_hash = (model.get("model_content_hash_value") or "").lower()
+    expected_size = model.get("model_content_size_in_bytes")
+    if total <= 0:
+        raise ModelContentChanged("the model has no chunks")
+    fd, archive = tempfile.mkstemp(prefix=f"{model_id}-", suffix=".zip", dir=work_dir)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                digest = read_chunks(store, model_id, total, out)
+            except KeyError as exc:
+                raise ModelContentChanged(str(exc.args[0])) from None
+        if expected_size is not None and digest.size != int(expected_size):
+            raise ModelContentChanged(f"read {digest.size} bytes, registered {expected_size}")
+        if digest.sha256 != expected_hash:
+            raise ModelContentChanged("its SHA-256 differs from the registered model_content_hash_value")
+        target = Path(tempfile.mkdtemp(prefix=f"{model_id}-", dir=work_dir))
+        try:
+            safe_extract(Path(archive), target / "model")
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)
+            raise
+        return target
+    finally:
+        os.unlink(archive)

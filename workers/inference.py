@@ -1,0 +1,193 @@
+"""Inference loops: each allocation of a deployment is a thread that takes batches of requests
+from the deployment's Redis queue, runs them through the runtime, and pushes the replies.
+
+There is no fixed batching window: a thread takes whatever is queued (up to the batch limits),
+so an idle server answers a lone request at once and a busy one fills its batches.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import msgpack
+import numpy as np
+import redis
+import torch
+
+from mlcommons import dataplane as dp
+from mlcommons.keys import Keys
+from mlcommons.settings import Settings
+from workers.runtimes import Runtime
+
+log = logging.getLogger(__name__)
+
+REPLY_TTL_SECONDS = 300
+
+
+@dataclass
+class Counters:
+    """What a deployment did on this node; read by the heartbeat and the stats APIs."""
+
+    inference_count: int = 0
+    error_count: int = 0
+    timeout_count: int = 0
+    batches: int = 0
+    inference_ms_total: float = 0.0
+    last_access_ms: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def snapshot(self) -> dict:
+        with self.lock:
+            return {"inference_count": self.inference_count, "error_count": self.error_count,
+                    "timeout_count": self.timeout_count, "batches": self.batches,
+                    "inference_ms_total": round(self.inference_ms_total, 3),
+                    "last_access_ms": self.last_access_ms}
+
+
+class DeploymentServer:
+    def __init__(self, client: redis.Redis, keys: Keys, settings: Settings, node_id: str,
+                 deployment_id: str, runtime: Runtime, *, allocations: int = 1, block_seconds: float = 0.5):
+        self.client = client
+        self.keys = keys
+        self.settings = settings
+        self.node_id = node_id
+        self.deployment_id = deployment_id
+        self.runtime = runtime
+        self.allocations = allocations
+        self.block_seconds = block_seconds
+        self.counters = Counters()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._take = client.register_script(dp.TAKE_SCRIPT)
+
+    def start(self) -> None:
+        for allocation in range(self.allocations):
+            thread = threading.Thread(target=self._loop, args=(allocation,), daemon=True,
+                                      name=f"infer-{self.deployment_id}-{allocation}")
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop taking work; a batch in progress is finished and answered first."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads.clear()
+        # Anything still recorded in flight was never answered: put it back for others.
+        for allocation in range(self.allocations):
+            inflight = self.keys.inflight(self.node_id, self.deployment_id, allocation)
+            while self.client.lmove(inflight, self.keys.predict_queue(self.deployment_id), "RIGHT", "LEFT"):
+                pass
+
+    # --- the loop ------------------------------------------------------------------------
+    def _loop(self, allocation: int) -> None:
+        queue = self.keys.predict_queue(self.deployment_id)
+        inflight = self.keys.inflight(self.node_id, self.deployment_id, allocation)
+        while not self._stop.is_set():
+            try:
+                max_requests = self.settings.get("mlcommons.predict.max_batch_size")
+                items = self._take(keys=[queue, inflight], args=[max_requests])
+                if not items:
+                    first = self.client.blmove(queue, inflight, self.block_seconds, "LEFT", "RIGHT")
+                    if first is None:
+                        continue
+                    items = [first]
+                    if max_requests > 1:
+                        items += self._take(keys=[queue, inflight], args=[max_requests - 1])
+                self._serve(items)
+                self.client.delete(inflight)
+            except redis.exceptions.ConnectionError as exc:
+                log.warning("deployment %s: Redis unavailable (%s); retrying", self.deployment_id, exc)
+                self._stop.wait(0.5)
+            except Exception:  # a bug must not kill the allocation
+                log.exception("deployment %s: inference loop error", self.deployment_id)
+                self._stop.wait(0.1)
+
+    def _serve(self, items: list[bytes]) -> None:
+        now = int(time.time() * 1000)
+        requests, replies = [], {}
+        for raw in items:
+            req = msgpack.unpackb(raw)
+            if req[2] and req[2] < now:
+                self._reply(replies, req, [req[0], dp.ERROR, 408, "the request expired in the queue"])
+                with self.counters.lock:
+                    self.counters.timeout_count += 1
+            else:
+                requests.append(req)
+        texts = [t for req in requests for t in req[4]]
+        if texts:
+            started = time.perf_counter()
+            try:
+                vectors = self.infer(texts)
+            except Exception as exc:
+                log.exception("deployment %s: inference failed", self.deployment_id)
+                for req in requests:
+                    self._reply(replies, req, [req[0], dp.ERROR, 500, f"inference failed: {exc}"])
+                with self.counters.lock:
+                    self.counters.error_count += len(requests)
+            else:
+                elapsed_ms = (time.perf_counter() - started) * 1000
+                dim = vectors.shape[1]
+                start = 0
+                for req in requests:
+                    n = len(req[4])
+                    block = vectors[start:start + n]
+                    start += n
+                    self._reply(replies, req, [req[0], dp.OK, n, dim, block.tobytes()])
+                with self.counters.lock:
+                    self.counters.inference_count += len(texts)
+                    self.counters.batches += 1
+                    self.counters.inference_ms_total += elapsed_ms
+                    self.counters.last_access_ms = now
+        if replies:
+            pipe = self.client.pipeline(transaction=False)
+            for key, packed in replies.items():
+                pipe.rpush(key, *packed)
+                pipe.expire(key, REPLY_TTL_SECONDS)
+            pipe.execute()
+
+    @staticmethod
+    def _reply(replies: dict, req: list, reply: list) -> None:
+        replies.setdefault(req[1], []).append(msgpack.packb(reply))
+
+    def infer(self, texts: list[str]) -> np.ndarray:
+        """Embed ``texts`` in batches that respect the batch limits, shortest first to cut padding."""
+        max_batch = self.settings.get("mlcommons.predict.max_batch_size")
+        max_tokens = self.settings.get("mlcommons.predict.max_batch_tokens")
+        with torch.inference_mode():
+            if len(texts) == 1:
+                return self.runtime.embed(texts)
+            counts = self.runtime.count_tokens(texts)
+            order = sorted(range(len(texts)), key=counts.__getitem__)
+            out = np.empty((len(texts), self.runtime.embedding_dimension), dtype=np.float32)
+            batch: list[int] = []
+            for index in order:
+                longest = counts[index]  # ascending order: the newcomer is the longest so far
+                if batch and (len(batch) >= max_batch or (len(batch) + 1) * longest > max_tokens):
+                    out[batch] = self.runtime.embed([texts[i] for i in batch])
+                    batch = []
+                batch.append(index)
+            if batch:
+                out[batch] = self.runtime.embed([texts[i] for i in batch])
+            return out
+
+    def fail_queued(self, status: int, message: str) -> int:
+        """Answer every request still queued with an error (the deployment has no server left)."""
+        queue = self.keys.predict_queue(self.deployment_id)
+        failed = 0
+        while True:
+            items = self.client.lpop(queue, 256)
+            if not items:
+                return failed
+            replies: dict = {}
+            for raw in items:
+                req = msgpack.unpackb(raw)
+                self._reply(replies, req, [req[0], dp.ERROR, status, message])
+                failed += 1
+            pipe = self.client.pipeline(transaction=False)
+            for key, packed in replies.items():
+                pipe.rpush(key, *packed)
+                pipe.expire(key, REPLY_TTL_SECONDS)
+            pipe.execute()

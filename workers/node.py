@@ -1,0 +1,287 @@
+"""A worker node: the long-lived process that holds models in memory and serves them.
+
+It runs three things:
+- an rq ``SimpleWorker`` (no fork: a model loaded by a deploy job stays in this process) on the
+  node's own queue and on the shared queue, in the main thread;
+- a heartbeat thread that announces the node (id, boot id, roles, memory, models held);
+- one :class:`~workers.inference.DeploymentServer` per deployed model, whose allocation threads
+  serve predictions from the deployment's Redis queue.
+"""
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import shutil
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import redis
+from rq import SimpleWorker
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+from rq.registry import StartedJobRegistry
+
+from mlcommons import keys as K
+from mlcommons.core import deploy as deploys
+from mlcommons.core import nodes
+from mlcommons.core.context import Context
+from mlcommons.errors import NodeError
+from mlcommons.ids import new_id, new_node_id, now_ms
+from workers.fetch import fetch_and_extract
+from workers.inference import DeploymentServer
+from workers.runtimes import Runtime, load_runtime
+
+log = logging.getLogger(__name__)
+
+_current: "WorkerNode | None" = None
+
+
+def current() -> "WorkerNode":
+    """The node this process runs; rq job functions reach it through here."""
+    if _current is None:
+        raise RuntimeError("no worker node runs in this process")
+    return _current
+
+
+def stable_node_id(data_dir: Path) -> str:
+    """The node id kept in the data folder, created on first start, so a restart is the same node."""
+    path = data_dir / "node.id"
+    if path.exists():
+        value = path.read_text().strip()
+        if value:
+            return value
+    data_dir.mkdir(parents=True, exist_ok=True)
+    value = new_node_id()
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(value + "\n")
+    os.replace(tmp, path)
+    return value
+
+
+@dataclass
+class Hosted:
+    model_id: str
+    sha256: str
+    runtime: Runtime
+    server: DeploymentServer
+    loaded_at: int = field(default_factory=now_ms)
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.runtime.close()
+
+
+class DeployCancelled(NodeError):
+    pass
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class WorkerNode:
+    def __init__(self, ctx: Context, data_dir: Path, node_id: str | None = None, name: str | None = None):
+        self.ctx = ctx
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.node_id = node_id or stable_node_id(self.data_dir)
+        self.name = name or f"{socket.gethostname()}-{self.node_id[:6]}"
+        self.boot_id = new_id()
+        self.device = _device()
+        self.hosted: dict[str, Hosted] = {}
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._heartbeat_thread: threading.Thread | None = None
+        self.started_at = now_ms()
+
+    # --- life cycle -----------------------------------------------------------------------
+    def run(self) -> None:
+        global _current
+        _current = self
+        self._clean_start()
+        self._heartbeat_once()
+        self._heartbeat_thread = threading.Thread(target=self._heartbeat_loop, daemon=True, name="heartbeat")
+        self._heartbeat_thread.start()
+        queues = [self.ctx.queue(self.ctx.keys.node_queue(self.node_id)),
+                  self.ctx.queue(self.ctx.keys.shared_queue())]
+        worker = SimpleWorker(queues, connection=self.ctx.redis, name=f"{self.node_id}.{self.boot_id[:8]}")
+        log.info("node %s (%s) ready on device %s", self.node_id, self.name, self.device)
+        try:
+            worker.work(with_scheduler=False, logging_level="WARNING")
+        finally:
+            self.shutdown()
+
+    def _clean_start(self) -> None:
+        """A node starts holding nothing: forget what an earlier run of this node id claimed, and
+        close the books on jobs it was running when it stopped."""
+        registry = StartedJobRegistry(self.ctx.keys.node_queue(self.node_id), connection=self.ctx.redis)
+        for job_id in registry.get_job_ids(cleanup=False):
+            if not job_id.startswith("deploy-"):
+                continue
+            try:
+                job = Job.fetch(job_id, connection=self.ctx.redis)
+            except NoSuchJobError:
+                continue
+            task_id, model_id = job.args[:2]
+            deploys.report_deploy(self.ctx, task_id, model_id, self.node_id,
+                                  "the node restarted while deploying the model", holds_model=False)
+        # Every job this node id had started is abandoned: let rq move them to its failed registry.
+        registry.cleanup(timestamp=time.time() + 10 ** 9)
+        deploys.node_left(self.ctx, self.node_id)
+        for leftover in list(self.ctx.redis.scan_iter(match=self.ctx.keys.inflight_pattern(self.node_id))):
+            deployment = leftover.decode().rsplit(":", 2)[-2]
+            while self.ctx.redis.lmove(leftover, self.ctx.keys.predict_queue(deployment), "RIGHT", "LEFT"):
+                pass
+        shutil.rmtree(self.data_dir / "work", ignore_errors=True)
+
+    def shutdown(self) -> None:
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        with self._lock:
+            held = list(self.hosted.values())
+            self.hosted.clear()
+        try:
+            for hosted in held:
+                hosted.stop()
+            if held:
+                deploys.report_undeploy(self.ctx, self.node_id, [h.model_id for h in held])
+                deploys.node_left(self.ctx, self.node_id)
+            nodes.leave(self.ctx, self.node_id, self.boot_id)
+        except redis.exceptions.ConnectionError as exc:
+            # Redis went first; the next start of this node id cleans up after us.
+            log.warning("node %s stopped without Redis: %s", self.node_id, exc)
+        log.info("node %s stopped", self.node_id)
+
+    # --- heartbeat ------------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        with self._lock:
+            models = {m: {"loaded_at": h.loaded_at, **h.server.counters.snapshot()} for m, h in self.hosted.items()}
+        return {"name": self.name, "roles": [nodes.ML_ROLE], "host": socket.gethostname(), "pid": os.getpid(),
+                "device": self.device, "started_at": self.started_at, "models": models,
+                "memory": memory_info()}
+
+    def _heartbeat_once(self) -> None:
+        nodes.heartbeat(self.ctx, self.node_id, self.boot_id, self.info(),
+                        self.ctx.settings.get("mlcommons.node.heartbeat_expiry_seconds"))
+
+    def _heartbeat_loop(self) -> None:
+        interval = self.ctx.settings.get("mlcommons.node.heartbeat_interval_seconds")
+        while not self._stopping.wait(interval):
+            try:
+                self._heartbeat_once()
+            except Exception as exc:  # Redis away for a moment: keep trying
+                log.warning("heartbeat failed: %s", exc)
+
+    # --- control-plane jobs ---------------------------------------------------------------
+    def deploy(self, task_id: str, model_id: str) -> dict[str, Any]:
+        if not deploys.mark_running(self.ctx, task_id):
+            return {"node": self.node_id, "result": "skipped: the task is no longer open"}
+        try:
+            model = self.ctx.docs.get(K.MODEL, model_id)
+            if model is None:
+                raise NodeError("Failed to find model")
+            with self._lock:
+                hosted = self.hosted.get(model_id)
+            if hosted is not None and hosted.sha256 == model.get("model_content_hash_value"):
+                result = "already deployed"
+            else:
+                self._check_capacity(model_id)
+                self._install(task_id, model_id, model)
+                result = "deployed"
+        except Exception as exc:
+            message = str(exc) if isinstance(exc, NodeError) else f"{type(exc).__name__}: {exc}"
+            with self._lock:
+                holds = model_id in self.hosted
+            deploys.report_deploy(self.ctx, task_id, model_id, self.node_id, message, holds_model=holds)
+            raise
+        deploys.report_deploy(self.ctx, task_id, model_id, self.node_id, "", holds_model=True)
+        return {"node": self.node_id, "result": result}
+
+    def _check_capacity(self, model_id: str) -> None:
+        settings = self.ctx.settings
+        with self._lock:
+            others = [m for m in self.hosted if m != model_id]
+        if len(others) >= settings.get("plugins.ml_commons.max_model_on_node"):
+            raise NodeError("Exceed max local model per node limit")
+        threshold = settings.get("plugins.ml_commons.native_memory_threshold")
+        if threshold < 100 and memory_info()["used_percent"] > threshold:
+            raise NodeError("Native Memory Circuit Breaker is open, please check your resources!")
+        free = shutil.disk_usage(self.data_dir).free
+        if free < settings.get("plugins.ml_commons.disk_free_space_threshold"):
+            raise NodeError("Disk Circuit Breaker is open, please check your resources!")
+
+    def _install(self, task_id: str, model_id: str, model: dict) -> None:
+        work = self.data_dir / "work"
+        folder = fetch_and_extract(self.ctx.blobs, model_id, model, work)
+        try:
+            if not deploys.task_is_open(self.ctx, task_id):
+                raise DeployCancelled("the deploy was cancelled")
+            runtime = load_runtime(folder / "model", model, device=self.device)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        server = DeploymentServer(self.ctx.redis, self.ctx.keys, self.ctx.settings, self.node_id, model_id,
+                                  runtime)
+        server.start()
+        with self._lock:
+            old = self.hosted.pop(model_id, None)
+            self.hosted[model_id] = Hosted(model_id, model.get("model_content_hash_value", ""), runtime, server)
+        if old is not None:
+            old.stop()
+
+    def undeploy(self, request_id: str, model_ids: list[str]) -> dict[str, Any]:
+        stats = {}
+        dropped = []
+        for model_id in model_ids:
+            with self._lock:
+                hosted = self.hosted.pop(model_id, None)
+            if hosted is None:
+                stats[model_id] = "not_found"
+                continue
+            hosted.stop()
+            dropped.append(hosted)
+            stats[model_id] = "undeployed"
+        if dropped:
+            deploys.report_undeploy(self.ctx, self.node_id, [h.model_id for h in dropped])
+            for hosted in dropped:
+                if self.ctx.redis.hget(self.ctx.keys.route(hosted.model_id), "workers") in (b"0", None):
+                    hosted.server.fail_queued(400, "Model not ready yet. Please deploy the model first.")
+            del dropped, hosted
+            gc.collect()
+        reply = {"node": self.node_id, "stats": stats}
+        key = self.ctx.keys.job_reply(request_id)
+        pipe = self.ctx.redis.pipeline(transaction=False)
+        pipe.rpush(key, msgpack.packb(reply))
+        pipe.expire(key, 600)
+        pipe.execute()
+        return reply
+
+
+def memory_info() -> dict[str, Any]:
+    """Host memory from /proc/meminfo and this process's resident size."""
+    total = available = 0
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    total = int(line.split()[1]) * 1024
+                elif line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    rss = 0
+    try:
+        with open("/proc/self/statm") as fh:
+            rss = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        pass
+    used = (total - available) / total * 100 if total else 0.0
+    return {"total_bytes": total, "available_bytes": available, "used_percent": round(used, 1), "rss_bytes": rss}

@@ -1,0 +1,45 @@
+"""Materialise a pretrained model: convert the bundled model once into an ML Commons TorchScript
+archive and keep it in the model store, where every registration of that name copies it from."""
+from __future__ import annotations
+
+import importlib
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from mlcommons.core.context import Context
+from mlcommons.core.pretrained import Pretrained
+from mlcommons.store.modelstore import write_chunks
+
+
+def materialize(ctx: Context, entry: Pretrained) -> dict[str, Any]:
+    meta_key = ctx.keys.blob_meta(entry.blob_id)
+    cached = ctx.redis.get(meta_key)
+    if cached:
+        return orjson.loads(cached)
+    # One node converts; the others wait on the lock and then find the archive.
+    with ctx.redis.lock(ctx.keys.blob_lock(entry.blob_id), timeout=1800, blocking_timeout=1800):
+        cached = ctx.redis.get(meta_key)
+        if cached:
+            return orjson.loads(cached)
+        from workers.export import export_sentence_transformer
+
+        package = importlib.import_module(entry.package)
+        work = Path(tempfile.mkdtemp(prefix="pretrained-"))
+        try:
+            archive = work / (entry.name.rsplit("/", 1)[-1] + ".zip")
+            info = export_sentence_transformer(package.get_model_path(), archive,
+                                               name=entry.name.rsplit("/", 1)[-1])
+            with open(archive, "rb") as fh:
+                digest = write_chunks(ctx.blobs, entry.blob_id, fh,
+                                      ctx.settings.get("mlcommons.model_store.chunk_size"))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        meta = {"blob_id": entry.blob_id, "total_chunks": digest.total_chunks,
+                "model_content_hash_value": digest.sha256, "model_content_size_in_bytes": digest.size,
+                "model_config": info["model_config"]}
+        ctx.redis.set(meta_key, orjson.dumps(meta))
+        return meta

@@ -1,0 +1,76 @@
+"""The one interface every runtime implements: texts in, float32 vectors out.
+
+A runtime owns a loaded model and its tokenizer. Tokenizing and running the model are separate
+steps so that the inference loop can tokenize (cheap, Rust) to decide how to batch, then run the
+model once per batch. Text embedding is the first runtime; sparse encoding and text similarity
+(cross-encoder scores) implement the same shape, with ``forward`` returning their own arrays.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from mlcommons.types import FunctionName
+
+
+@dataclass(frozen=True, eq=False)
+class Encoded:
+    """A tokenized batch, padded on the right to its longest text.
+
+    Every array is int64 with shape (n, longest); ``token_counts`` (shape (n,)) is the number of
+    real (non-padding) tokens of each text, after truncation.
+    """
+
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+    token_type_ids: np.ndarray
+    token_counts: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    @property
+    def padded_length(self) -> int:
+        return int(self.input_ids.shape[1])
+
+
+class Runtime(ABC):
+    """A loaded model that turns texts into vectors.
+
+    Attributes every implementation sets: ``function_name`` (what the model does), ``device``
+    (where its weights live, e.g. ``"cpu"``) and ``embedding_dimension`` (the width of each
+    output row).
+    """
+
+    function_name: FunctionName
+    device: str
+    embedding_dimension: int
+
+    @abstractmethod
+    def tokenize(self, texts: Sequence[str]) -> Encoded:
+        """Tokenize ``texts`` with truncation, padded to the longest of them."""
+
+    @abstractmethod
+    def forward(self, enc: Encoded) -> np.ndarray:
+        """Run the model on a tokenized batch: float32, shape (len(enc), embedding_dimension)."""
+
+    @abstractmethod
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens each text will cost after truncation; cheap enough to plan batches with."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Drop every reference to the weights so their memory can be freed; idempotent."""
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """``forward(tokenize(texts))``: one row per text, in the order given."""
+        return self.forward(self.tokenize(texts))
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
