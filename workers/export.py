@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from workers.runtimes.tokenizer import TextTokenizer
+from workers.runtimes.tokenizer import DEFAULT_MAX_LENGTH, TextTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,6 @@ _ST_POOLING = {
     "weightedmean": "WEIGHTED_MEAN",
     "lasttoken": "LAST_TOKEN",
 }
-_OFFSET_POSITION_FAMILIES = {"roberta", "xlm-roberta", "camembert", "mpnet", "longformer"}
 _TRACE_TEXTS = [
     "A short one.",
     "Tracing needs a batch with padding, so these sample texts differ in length from each other.",
@@ -75,7 +74,8 @@ def export_sentence_transformer(
     if not modules or not isinstance(modules[0], Transformer):
         raise ValueError("only SentenceTransformers whose first module is a Transformer can be traced")
     transformer = modules[0]
-    seq_len = int(model.max_seq_length or _position_limit(transformer.auto_model.config))
+    limit = _position_limit(transformer.auto_model.config)
+    seq_len = min(_sane(model.max_seq_length) or limit, limit)
     tokenizer_json = _tokenizer_json(model.tokenizer, seq_len)
     pooling = next((m for m in modules if isinstance(m, Pooling)), None)
     model_config = {
@@ -119,7 +119,7 @@ def export_huggingface_transformer(
     hf_model = AutoModel.from_pretrained(str(model_path))
     hf_model.eval()
     limit = _position_limit(hf_model.config)
-    seq_len = int(max_seq_length or min(limit, _sane(hf_tokenizer.model_max_length) or limit))
+    seq_len = int(max_seq_length or min(_sane(hf_tokenizer.model_max_length) or limit, limit))
     tokenizer_json = _tokenizer_json(hf_tokenizer, seq_len)
     model_config = {
         "model_type": hf_model.config.model_type,
@@ -289,10 +289,9 @@ def _st_pooling_mode(pooling) -> str | None:
 
 
 def _position_limit(config) -> int:
-    limit = getattr(config, "max_position_embeddings", None) or 512
-    if getattr(config, "model_type", None) in _OFFSET_POSITION_FAMILIES:
-        limit -= 2
-    return int(limit)
+    from workers.runtimes.torchscript import usable_positions
+
+    return usable_positions(config.to_dict()) or DEFAULT_MAX_LENGTH
 
 
 def _sane(model_max_length) -> int | None:

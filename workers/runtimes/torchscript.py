@@ -99,12 +99,17 @@ def fallback_max_length(model_config: dict) -> int:
             config = json.loads(config)
         except ValueError:
             raise NodeError("model_config.all_config is not valid JSON") from None
-    if isinstance(config, dict) and isinstance(config.get("max_position_embeddings"), int):
-        limit = config["max_position_embeddings"]
-        if config.get("model_type") in _OFFSET_POSITION_FAMILIES:
-            limit -= 2
-        return limit
+    if isinstance(config, dict):
+        return usable_positions(config) or DEFAULT_MAX_LENGTH
     return DEFAULT_MAX_LENGTH
+
+
+def usable_positions(hf_config: dict) -> int | None:
+    """How many tokens the model's position table can hold, from a Hugging Face config dict."""
+    limit = hf_config.get("max_position_embeddings")
+    if not isinstance(limit, int) or limit <= 0:
+        return None
+    return limit - 2 if hf_config.get("model_type") in _OFFSET_POSITION_FAMILIES else limit
 
 
 class TorchScriptTextEmbedding(Runtime):
@@ -168,8 +173,8 @@ class TorchScriptTextEmbedding(Runtime):
             return np.ascontiguousarray(emb.to("cpu", torch.float32).numpy())
 
     def close(self) -> None:
+        # ``_invoke`` holds no tensors; keeping it lets a racing forward fail cleanly above.
         self._module = None
-        self._invoke = None
 
     # -- internals ---------------------------------------------------------------------------
 

@@ -1,0 +1,142 @@
+"""Register, deploy to one and to two worker nodes, predict, undeploy and delete, on real workers."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sentence_transformers import SentenceTransformer
+
+from tests.harness import wait_for
+from tests.integration.flows import ML, cosine, deploy, predict, register_url, undeploy
+
+TEXTS = ["The quick brown fox jumps over the lazy dog.", "hello",
+         "Embeddings map sentences to vectors so that similar meanings land close together.",
+         "A much longer document " + "with many repeated words " * 30]
+
+
+@pytest.fixture(scope="module")
+def reference(tiny):
+    _, info = tiny
+    model = SentenceTransformer(info["source_path"], device="cpu")
+    return model.encode(TEXTS, batch_size=32, convert_to_numpy=True)
+
+
+def node_models(cluster, node_id: str) -> dict:
+    import orjson
+
+    raw = cluster.redis.hget(f"mlc:node:{node_id}", "models")
+    return orjson.loads(raw) if raw else {}
+
+
+def test_deploy_to_every_node_predict_undeploy_delete(cluster, tiny, reference):
+    zip_path, info = tiny
+    model_id = register_url(cluster, zip_path, info)
+    model = cluster.model(model_id)
+    assert model["model_state"] == "REGISTERED"
+    assert model["total_chunks"] == 1 and model["model_content_size_in_bytes"] == zip_path.stat().st_size
+    assert "model_content" not in model
+
+    task = deploy(cluster, model_id)
+    assert task["state"] == "COMPLETED", task
+    assert sorted(task["worker_node"]) == sorted(cluster.nodes)
+    assert "task_id" not in task
+    model = cluster.model(model_id)
+    assert model["model_state"] == "DEPLOYED"
+    assert model["planning_worker_nodes"] == sorted(cluster.nodes)
+    assert model["current_worker_nodes"] == sorted(cluster.nodes)
+    assert model["planning_worker_node_count"] == model["current_worker_node_count"] == 2
+    for node in cluster.nodes:
+        wait_for(lambda: model_id in node_models(cluster, node), 10, message=f"{node} heartbeat")
+
+    got = predict(cluster, model_id, TEXTS)
+    assert got.shape == (len(TEXTS), info["model_config"]["embedding_dimension"])
+    assert (cosine(got, reference) >= 0.9999).all(), cosine(got, reference)
+    # The algorithm path and a trailing slash reach the same model.
+    again = predict(cluster, model_id, TEXTS[:1], f"{ML}/_predict/text_embedding/{model_id}/")
+    assert cosine(again, reference[:1])[0] >= 0.9999
+
+    reply = undeploy(cluster, model_id)
+    assert reply == {node: {"stats": {model_id: "undeployed"}} for node in cluster.nodes}
+    model = cluster.model(model_id)
+    assert model["model_state"] == "UNDEPLOYED"
+    assert model["current_worker_node_count"] == 0 and model["planning_worker_node_count"] == 0
+    for node in cluster.nodes:
+        wait_for(lambda: model_id not in node_models(cluster, node), 10, message=f"{node} to drop the model")
+    resp = cluster.api.post(f"{ML}/models/{model_id}/_predict", {"text_docs": ["x"]})
+    assert resp.status == 400
+    assert resp.error["reason"] == "Model not ready yet. Please deploy the model first."
+
+    assert undeploy(cluster, model_id) == {}  # nobody holds it any more
+
+    resp = cluster.api.delete(f"{ML}/models/{model_id}")
+    assert resp.status == 200 and resp.body["result"] == "deleted"
+    assert cluster.api.get(f"{ML}/models/{model_id}").status == 404
+    assert not cluster.redis.exists(f"mlc:chunk:{model_id}:0")
+
+
+def test_deploy_to_one_node(cluster, tiny, reference):
+    zip_path, info = tiny
+    model_id = register_url(cluster, zip_path, info)
+    resp = cluster.api.post(f"{ML}/models/{model_id}/_deploy", {"node_ids": ["node-b"]})
+    assert resp.status == 400 and resp.error["reason"] == "Don't allow custom deployment plan"
+    with cluster.settings({"plugins.ml_commons.allow_custom_deployment_plan": True}):
+        task = deploy(cluster, model_id, ["node-b"])
+        assert task["state"] == "COMPLETED" and task["worker_node"] == ["node-b"]
+        model = cluster.model(model_id)
+        assert model["model_state"] == "DEPLOYED"
+        assert model["planning_worker_nodes"] == ["node-b"] and model["current_worker_nodes"] == ["node-b"]
+        assert "deploy_to_all_nodes" not in model or model["deploy_to_all_nodes"] is False
+        assert model_id not in node_models(cluster, "node-a")
+        assert (cosine(predict(cluster, model_id, TEXTS), reference) >= 0.9999).all()
+
+        # A plan that leaves out a node already holding the model is refused.
+        resp = cluster.api.post(f"{ML}/models/{model_id}/_deploy", {"node_ids": ["node-a"]})
+        assert resp.status == 400 and "Model already deployed to these nodes" in resp.error["reason"]
+        # Unknown nodes are dropped; nothing left is an error.
+        resp = cluster.api.post(f"{ML}/models/{model_id}/_deploy", {"node_ids": ["no-such-node"]})
+        assert resp.status == 400 and resp.error["reason"] == "no eligible node found"
+
+        reply = cluster.api.post(f"{ML}/models/{model_id}/_undeploy", {"node_ids": ["node-b"]}).body
+        assert reply == {"node-b": {"stats": {model_id: "undeployed"}}}
+    assert cluster.model(model_id)["model_state"] == "UNDEPLOYED"
+
+
+def test_deploying_a_deployed_model_again_is_harmless(cluster, tiny, reference):
+    zip_path, info = tiny
+    model_id = register_url(cluster, zip_path, info)
+    first = deploy(cluster, model_id)
+    second = deploy(cluster, model_id)
+    assert first["state"] == second["state"] == "COMPLETED"
+    assert cluster.model(model_id)["model_state"] == "DEPLOYED"
+    assert (cosine(predict(cluster, model_id, TEXTS), reference) >= 0.9999).all()
+    undeploy(cluster, model_id)
+
+
+def test_corrupted_chunk_fails_the_deploy_and_touches_nothing_else(cluster, tiny, reference):
+    zip_path, info = tiny
+    healthy = register_url(cluster, zip_path, info)
+    broken = register_url(cluster, zip_path, info)
+    assert deploy(cluster, healthy)["state"] == "COMPLETED"
+
+    key = f"mlc:chunk:{broken}:0"
+    data = bytearray(cluster.redis.get(key))
+    data[len(data) // 2] ^= 0xFF
+    cluster.redis.set(key, bytes(data))
+    before = {k: cluster.redis.get(k) for k in (f"mlc:chunk:{healthy}:0", key)}
+
+    task = deploy(cluster, broken)
+    assert task["state"] == "FAILED"
+    import json
+
+    errors = json.loads(task["error"])
+    assert sorted(errors) == sorted(cluster.nodes)
+    assert all(msg.startswith("model content changed") for msg in errors.values()), errors
+    model = cluster.model(broken)
+    assert model["model_state"] == "DEPLOY_FAILED" and model["current_worker_node_count"] == 0
+
+    # Nothing else changed: the healthy model still serves; both models' chunks are as they were.
+    assert cluster.model(healthy)["model_state"] == "DEPLOYED"
+    assert (cosine(predict(cluster, healthy, TEXTS), reference) >= 0.9999).all()
+    assert {k: cluster.redis.get(k) for k in before} == before
+    undeploy(cluster, healthy)
+    resp = cluster.api.post(f"{ML}/models/{broken}/_predict", {"text_docs": ["x"]})
+    assert resp.status == 400
