@@ -76,6 +76,7 @@ def export_sentence_transformer(
     transformer = modules[0]
     limit = _position_limit(transformer.auto_model.config)
     seq_len = min(_sane(model.max_seq_length) or limit, limit)
+    model.max_seq_length = seq_len  # the eager reference must truncate where the archive does
     tokenizer_json = _tokenizer_json(model.tokenizer, seq_len)
     pooling = next((m for m in modules if isinstance(m, Pooling)), None)
     model_config = {

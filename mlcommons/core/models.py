@@ -98,7 +98,19 @@ def model_config(body: dict[str, Any], fn: FunctionName) -> dict[str, Any] | Non
             raise BadRequest("[model_config.normalize_result] must be a boolean")
         if config.get("all_config") is not None and not isinstance(config["all_config"], str):
             raise BadRequest("[model_config.all_config] must be a string")
+        return normalize_config(config)
     return config
+
+
+def normalize_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Store a text-embedding config the way ML Commons prints it: enum names upper-case, and
+    ``pooling_mode`` and ``normalize_result`` always present."""
+    out = dict(config)
+    if out.get("framework_type") is not None:
+        out["framework_type"] = str(out["framework_type"]).upper()
+    out["pooling_mode"] = str(out.get("pooling_mode") or "MEAN").upper()
+    out["normalize_result"] = bool(out.get("normalize_result", False))
+    return out
 
 
 def name_of(body: dict[str, Any]) -> str:

@@ -104,7 +104,8 @@ def execute(ctx: Context, task_id: str, node_id: str, materialize: Materialize) 
             store.written = info["total_chunks"]
             ctx.blobs.copy_chunks(info["blob_id"], model_id, info["total_chunks"])
             fields = {k: info[k] for k in ("total_chunks", "model_content_hash_value",
-                                           "model_content_size_in_bytes", "model_config")}
+                                           "model_content_size_in_bytes")}
+            fields["model_config"] = models.normalize_config(info["model_config"])
     except Exception as exc:  # every failure is reported on the task and undone
         reason = str(exc) if isinstance(exc, (RegisterFailed, ValueError, OSError)) else f"{type(exc).__name__}: {exc}"
         if not isinstance(exc, (RegisterFailed, ValueError, OSError)):

@@ -21,6 +21,7 @@ from workers.extract import safe_extract
 from workers.runtimes import Encoded, load_runtime
 from workers.runtimes.tokenizer import TextTokenizer
 
+# transformers is imported lazily (inside fixtures), so this still takes effect: never fetch.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 DOCS = [
@@ -130,6 +131,16 @@ def test_tokenize_pads_to_the_longest_and_truncates(tiny_st):
     assert runtime.count_tokens(["one two", LONG_DOC]) == [4, 128]  # [CLS] one two [SEP]
     short = runtime.tokenize(["one two", "three"])
     assert short.input_ids.shape == (2, 4)
+
+
+def test_select_rows_of_one_tokenization(tiny_st):
+    runtime = tiny_st[3]
+    docs = [LONG_DOC, "tiny", DOCS[3], DOCS[1]]
+    enc = runtime.tokenize(docs)
+    part = enc.select([3, 1])
+    assert part.input_ids.shape == (2, enc.token_counts[3]) and part.input_ids.flags.c_contiguous
+    np.testing.assert_allclose(runtime.forward(part), runtime.embed([docs[3], docs[1]]), atol=1e-6)
+    assert runtime.forward(enc.select([])).shape == (0, 32)
 
 
 def test_tokenizer_disables_fixed_padding_from_the_file(tiny_st):

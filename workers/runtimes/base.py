@@ -36,6 +36,19 @@ class Encoded:
     def padded_length(self) -> int:
         return int(self.input_ids.shape[1])
 
+    def select(self, rows: Sequence[int] | np.ndarray) -> Encoded:
+        """The given rows, in that order, re-padded to the longest of them: lets a caller
+        tokenize once, plan batches from ``token_counts``, and run each batch without re-tokenizing."""
+        rows = np.asarray(rows, dtype=np.intp)
+        counts = self.token_counts[rows]
+        width = int(counts.max()) if len(rows) else 0
+        return Encoded(
+            input_ids=self.input_ids[rows, :width],
+            attention_mask=self.attention_mask[rows, :width],
+            token_type_ids=self.token_type_ids[rows, :width],
+            token_counts=counts,
+        )
+
 
 class Runtime(ABC):
     """A loaded model that turns texts into vectors.

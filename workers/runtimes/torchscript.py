@@ -235,9 +235,10 @@ def _calling_convention(module: torch.jit.ScriptModule) -> Invoke:
     if not set(names) <= set(INPUT_NAMES) or len(set(names)) != len(names):
         if len(names) > len(INPUT_NAMES):
             raise NodeError(f"unsupported TorchScript forward arguments: {', '.join(names)}")
-        # Argument names were lost (e.g. a traced function): Hugging Face's positional order.
-        log.warning("TorchScript forward arguments %s are unnamed; passing %s", names, INPUT_NAMES)
-        names = list(INPUT_NAMES[: len(names)])
+        # Names lost or unusual (e.g. a traced function): fall back on Hugging Face's order.
+        fallback = list(INPUT_NAMES[: len(names)])
+        log.warning("unrecognised TorchScript forward arguments %s; passing %s", names, fallback)
+        names = fallback
 
     def invoke(m, inputs):
         if "position_ids" in names:
