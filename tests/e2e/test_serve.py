@@ -1,0 +1,83 @@
+"""The README's first command, started as a user would: deploy the bundled model and predict over
+HTTP, look at the jobs in rq-dashboard, then stop with Ctrl-C and check that nothing is left."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+from mlcommons.procutil import free_port, pid_alive
+from tests.harness import ROOT, Client, child_env, wait_for, wait_http
+
+ML = "/_plugins/_ml"
+
+
+def descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def test_serve_deploy_predict_and_stop_cleanly(tmp_path):
+    port, dashboard = free_port(), free_port()
+    log = open(tmp_path / "serve.log", "wb")
+    # The README's first command, with ports and a data folder of the test's own.
+    proc = subprocess.Popen(["bash", "run.sh", "serve", "--port", str(port), "--dashboard-port", str(dashboard),
+                             "--data-dir", str(tmp_path / "data")], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            env={k: v for k, v in child_env().items() if k != "MLCOMMONS_REDIS_URL"})
+    api = Client(f"http://127.0.0.1:{port}")
+    try:
+        wait_http(api, timeout=120)
+        resp = api.post(f"{ML}/models/_register", {"name": "huggingface/sentence-transformers/all-MiniLM-L6-v2",
+                                                   "version": "1.0.1", "model_format": "TORCH_SCRIPT"})
+        assert resp.status == 200, resp.body
+
+        def finished(task_id):
+            body = api.get(f"{ML}/tasks/{task_id}").body
+            return body if body["state"] not in ("CREATED", "RUNNING") else None
+
+        task = wait_for(lambda: finished(resp.body["task_id"]), 300, 0.2, "the register task")
+        assert task["state"] == "COMPLETED", task
+        model_id = task["model_id"]
+        deploy = api.post(f"{ML}/models/{model_id}/_deploy").body
+        task = wait_for(lambda: finished(deploy["task_id"]), 120, 0.1, "the deploy task")
+        assert task["state"] == "COMPLETED", task
+        body = api.post(f"{ML}/_predict/text_embedding/{model_id}", {"text_docs": ["hello world"]}).body
+        tensor = body["inference_results"][0]["output"][0]
+        assert tensor["name"] == "sentence_embedding" and tensor["shape"] == [384] and len(tensor["data"]) == 384
+
+        node = task["worker_node"][0]
+        jobs = Client(f"http://127.0.0.1:{dashboard}").get(f"/0/data/jobs/mlc.node.{node}/finished/20/asc/1.json")
+        assert jobs.status == 200
+        assert any(deploy["task_id"] in job["description"] for job in jobs.body["jobs"]), jobs.body
+
+        tree = descendants(proc.pid)
+        assert len(tree) >= 3  # redis, a worker, the dashboard
+    finally:
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal does
+        code = proc.wait(90)
+        log.close()
+    assert code == 0, (tmp_path / "serve.log").read_text()
+    assert not [pid for pid in tree if pid_alive(pid) and not _zombie(pid)]
+    output = (tmp_path / "serve.log").read_text()
+    assert "stopped" in output and f"http://127.0.0.1:{port}" in output
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
