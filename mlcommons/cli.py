@@ -8,10 +8,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from mlcommons.procutil import die_with_parent, free_port, stop_process
+from mlcommons.procutil import die_with_parent, stop_process
 
 log = logging.getLogger("mlcommons")
 
@@ -106,13 +105,10 @@ def cmd_serve(args) -> int:
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(data_dir)
-    stop = asyncio.Event()
-
-    def on_signal(*_):
-        stop_requested.append(True)
-
-    stop_requested: list[bool] = []
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # Until the API's loop takes over, a signal only records that we should stop.
+    stop_requested: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: stop_requested.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         url = _redis_url(args)
         if url is None:
@@ -139,9 +135,8 @@ def cmd_serve(args) -> int:
 
         ctx = Context.connect(url, static=_static(args), auto_refresh=False)
         print(f"api        http://{args.host}:{args.port}", flush=True)
-        if stop_requested:
-            return 0
-        asyncio.run(_serve_until_signal(serve, ctx, args.host, args.port, stop_requested, stop))
+        if not stop_requested:
+            asyncio.run(_serve_until_signal(serve, ctx, args.host, args.port))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -151,12 +146,11 @@ def cmd_serve(args) -> int:
     return 0
 
 
-async def _serve_until_signal(serve, ctx, host, port, early, stop: asyncio.Event) -> None:
+async def _serve_until_signal(serve, ctx, host: str, port: int) -> None:
+    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    if early:
-        stop.set()
     await serve(ctx, host, port, stop=stop)
 
 

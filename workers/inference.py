@@ -153,24 +153,26 @@ class DeploymentServer:
         replies.setdefault(req[1], []).append(msgpack.packb(reply))
 
     def infer(self, texts: list[str]) -> np.ndarray:
-        """Embed ``texts`` in batches that respect the batch limits, shortest first to cut padding."""
+        """Embed ``texts`` in batches that respect the batch limits, shortest first to cut padding.
+        Texts are tokenized once; each batch is re-padded to its own longest text."""
         max_batch = self.settings.get("mlcommons.predict.max_batch_size")
         max_tokens = self.settings.get("mlcommons.predict.max_batch_tokens")
         with torch.inference_mode():
-            if len(texts) == 1:
-                return self.runtime.embed(texts)
-            counts = self.runtime.count_tokens(texts)
-            order = sorted(range(len(texts)), key=counts.__getitem__)
+            enc = self.runtime.tokenize(texts)
+            if len(texts) <= max_batch and len(texts) * enc.padded_length <= max_tokens:
+                return self.runtime.forward(enc)
+            counts = enc.token_counts
+            order = np.argsort(counts, kind="stable")
             out = np.empty((len(texts), self.runtime.embedding_dimension), dtype=np.float32)
-            batch: list[int] = []
-            for index in order:
-                longest = counts[index]  # ascending order: the newcomer is the longest so far
-                if batch and (len(batch) >= max_batch or (len(batch) + 1) * longest > max_tokens):
-                    out[batch] = self.runtime.embed([texts[i] for i in batch])
-                    batch = []
-                batch.append(index)
-            if batch:
-                out[batch] = self.runtime.embed([texts[i] for i in batch])
+            start = 0
+            while start < len(order):
+                end = start + 1
+                # ascending order: the last text taken is the longest of the batch
+                while end < len(order) and end - start < max_batch and (end - start + 1) * counts[order[end]] <= max_tokens:
+                    end += 1
+                rows = order[start:end]
+                out[rows] = self.runtime.forward(enc.select(rows))
+                start = end
             return out
 
     def fail_queued(self, status: int, message: str) -> int:

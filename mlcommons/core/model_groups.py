@@ -6,7 +6,7 @@ from typing import Any
 from mlcommons import keys as K
 from mlcommons.core import search as dsl
 from mlcommons.core.context import Context
-from mlcommons.core.responses import public, write_response
+from mlcommons.core.responses import GROUP_FIELDS, public, write_response
 from mlcommons.errors import BadRequest, Conflict, NotFound
 from mlcommons.ids import new_id, now_ms
 from mlcommons.store.documents import Tx
@@ -67,11 +67,11 @@ def get(ctx: Context, group_id: str) -> dict[str, Any]:
     group = ctx.docs.get(K.MODEL_GROUP, group_id)
     if group is None:
         raise not_found(group_id)
-    return public(group)
+    return public(group, GROUP_FIELDS)
 
 
 def search(ctx: Context, body: dict | None) -> dict:
-    docs = ((i, public(d)) for i, d in ctx.docs.all(K.MODEL_GROUP))
+    docs = ((i, public(d, GROUP_FIELDS)) for i, d in ctx.docs.all(K.MODEL_GROUP))
     return dsl.search(docs, body, index=K.WIRE_INDEX[K.MODEL_GROUP])
 
 

@@ -6,7 +6,7 @@ from typing import Any
 from mlcommons import keys as K
 from mlcommons.core import model_groups, search as dsl
 from mlcommons.core.context import Context
-from mlcommons.core.responses import public, write_response
+from mlcommons.core.responses import public_model, write_response
 from mlcommons.core.states import ACTIVE_MODEL_STATES
 from mlcommons.errors import BadRequest, Conflict, NotFound, TooLarge
 from mlcommons.ids import new_id, now_ms
@@ -29,11 +29,11 @@ def get_doc(ctx: Context, model_id: str) -> dict[str, Any]:
 
 
 def get(ctx: Context, model_id: str) -> dict[str, Any]:
-    return public(get_doc(ctx, model_id))
+    return public_model(get_doc(ctx, model_id))
 
 
 def search(ctx: Context, body: dict | None) -> dict:
-    docs = ((i, public(d)) for i, d in ctx.docs.all(K.MODEL))
+    docs = ((i, public_model(d)) for i, d in ctx.docs.all(K.MODEL))
     return dsl.search(docs, body, index=K.WIRE_INDEX[K.MODEL])
 
 
@@ -110,7 +110,9 @@ def normalize_config(config: dict[str, Any]) -> dict[str, Any]:
         out["framework_type"] = str(out["framework_type"]).upper()
     out["pooling_mode"] = str(out.get("pooling_mode") or "MEAN").upper()
     out["normalize_result"] = bool(out.get("normalize_result", False))
-    return out
+    order = ("model_type", "embedding_dimension", "framework_type", "all_config", "model_max_length",
+             "pooling_mode", "normalize_result")
+    return {**{k: out[k] for k in order if k in out}, **{k: v for k, v in out.items() if k not in order}}
 
 
 def name_of(body: dict[str, Any]) -> str:

@@ -144,6 +144,8 @@ def _from_url(ctx: Context, model_id: str, source: dict[str, str], store: "_Coun
     try:
         with urllib.request.urlopen(source["url"], timeout=timeout) as response:  # noqa: S310 (checked above)
             digest = write_chunks(store, model_id, response, chunk_size, max_size=max_size)
+    except urllib.error.HTTPError as exc:
+        raise RegisterFailed(f"Failed to download model from [{source['url']}]: HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
         raise RegisterFailed(f"Failed to download model from [{source['url']}]: {exc.reason}") from None
     if digest.size == 0:

@@ -10,7 +10,7 @@ from typing import Any
 from mlcommons import keys as K
 from mlcommons.core import search as dsl
 from mlcommons.core.context import Context
-from mlcommons.core.responses import public
+from mlcommons.core.responses import TASK_FIELDS, public
 from mlcommons.core.states import IllegalTransition, check_task
 from mlcommons.errors import BadRequest, NotFound
 from mlcommons.ids import new_id, now_ms
@@ -77,7 +77,7 @@ def delete(ctx: Context, task_id: str) -> None:
 
 
 def search(ctx: Context, body: dict | None) -> dict:
-    docs = ((i, public(d)) for i, d in ctx.docs.all(K.TASK))
+    docs = ((i, public(d, TASK_FIELDS)) for i, d in ctx.docs.all(K.TASK))
     return dsl.search(docs, body, index=K.WIRE_INDEX[K.TASK])
 
 

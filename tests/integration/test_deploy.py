@@ -140,3 +140,28 @@ def test_corrupted_chunk_fails_the_deploy_and_touches_nothing_else(cluster, tiny
     undeploy(cluster, healthy)
     resp = cluster.api.post(f"{ML}/models/{broken}/_predict", {"text_docs": ["x"]})
     assert resp.status == 400
+
+
+def test_bare_transformer_archive_is_pooled_as_its_config_says(cluster, tmp_path_factory):
+    """A traced bare transformer (HUGGINGFACE_TRANSFORMERS) served over HTTP: CLS pooling,
+    not normalised, matches the transformer's first hidden state."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from tests.modelkit import tiny_archive
+
+    zip_path, info = tiny_archive(tmp_path_factory.mktemp("hf"), kind="huggingface", pooling_mode="CLS",
+                                  normalize=False)
+    assert info["model_config"]["framework_type"].upper() == "HUGGINGFACE_TRANSFORMERS"
+    model_id = register_url(cluster, zip_path, info)
+    assert cluster.model(model_id)["model_config"]["pooling_mode"] == "CLS"
+    assert deploy(cluster, model_id)["state"] == "COMPLETED"
+    got = predict(cluster, model_id, TEXTS[:3])
+    tokenizer = AutoTokenizer.from_pretrained(info["source_path"])
+    model = AutoModel.from_pretrained(info["source_path"]).eval()
+    with torch.inference_mode():
+        expected = np.stack([model(**tokenizer(t, return_tensors="pt")).last_hidden_state[0, 0].numpy()
+                             for t in TEXTS[:3]])
+    assert (cosine(got, expected) >= 0.9999).all()
+    assert np.allclose(np.linalg.norm(got, axis=1), np.linalg.norm(expected, axis=1), rtol=1e-3)
+    undeploy(cluster, model_id)

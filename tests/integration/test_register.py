@@ -195,3 +195,25 @@ def test_register_meta_refusals(cluster, tiny):
     assert resp.error["reason"].startswith("To upload custom model from local file, user needs to enable")
     resp = cluster.api.post(f"{ML}/models/_register_meta", data=b"{not json", headers={"Content-Type": "application/json"})
     assert resp.status == 400 and resp.error["type"] == "parse_exception"
+
+
+def test_register_over_http(cluster, tiny):
+    """A real HTTP download, served by a local server."""
+    import functools
+    import http.server
+    import threading
+
+    zip_path, info = tiny
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(zip_path.parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{zip_path.name}"
+        model_id = register_url(cluster, zip_path, info, url=url)
+        assert cluster.model(model_id)["model_content_size_in_bytes"] == zip_path.stat().st_size
+        body = register_body(zip_path, info, url=url + ".missing")
+        task = cluster.wait_task(cluster.api.post(f"{ML}/models/_register", body).body["task_id"])
+        assert task["state"] == "FAILED" and "404" in task["error"]
+    finally:
+        server.shutdown()

@@ -6,12 +6,12 @@ from aiohttp import web
 from mlcommons import keys as K
 from mlcommons.api.http import read_json, respond
 from mlcommons.core import tasks
-from mlcommons.core.responses import public, write_response
+from mlcommons.core.responses import TASK_FIELDS, public, write_response
 
 
 async def get(request: web.Request) -> web.Response:
     svc = request.app["svc"]
-    return respond(public(await svc.run(tasks.get, svc.ctx, request.match_info["task_id"])))
+    return respond(public(await svc.run(tasks.get, svc.ctx, request.match_info["task_id"]), TASK_FIELDS))
 
 
 async def search(request: web.Request) -> web.Response:

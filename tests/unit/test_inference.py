@@ -1,0 +1,48 @@
+"""The worker's batching: whatever the limits, every text gets the vector it gets alone."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import redis
+
+from mlcommons.keys import Keys
+from mlcommons.settings import Settings, static_values
+from tests.modelkit import model_doc, tiny_archive
+from workers.extract import safe_extract
+from workers.inference import DeploymentServer
+from workers.runtimes import load_runtime
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("inference")
+    zip_path, info = tiny_archive(tmp)
+    safe_extract(zip_path, tmp / "model")
+    rt = load_runtime(tmp / "model", model_doc(info))
+    yield rt
+    rt.close()
+
+
+@pytest.mark.parametrize("max_batch, max_tokens", [(32, 16384), (3, 16384), (1, 16384), (32, 40), (4, 1)])
+def test_batches_respect_limits_and_keep_order(runtime, redis_url, max_batch, max_tokens):
+    static = static_values(environ={})
+    static["mlcommons.predict.max_batch_size"] = max_batch
+    static["mlcommons.predict.max_batch_tokens"] = max_tokens
+    server = DeploymentServer(redis.Redis.from_url(redis_url), Keys("unit"), Settings(static), "n", "d", runtime)
+    texts = [("word " * n).strip() for n in (12, 1, 30, 3, 7, 1, 20, 2, 9)]
+    calls = []
+    forward = runtime.forward
+
+    def counting(enc):
+        calls.append((len(enc), enc.padded_length))
+        return forward(enc)
+
+    runtime.forward = counting
+    try:
+        got = server.infer(texts)
+    finally:
+        del runtime.forward
+    alone = np.stack([runtime.embed([t])[0] for t in texts])
+    assert np.allclose(got, alone, atol=1e-5)
+    assert all(n <= max_batch for n, _ in calls)
+    assert all(n * width <= max_tokens for n, width in calls if n > 1)
