@@ -141,12 +141,17 @@ class DeploymentServer:
                     self.counters.batches += 1
                     self.counters.inference_ms_total += elapsed_ms
                     self.counters.last_access_ms = now
-        if replies:
-            pipe = self.client.pipeline(transaction=False)
-            for key, packed in replies.items():
-                pipe.rpush(key, *packed)
-                pipe.expire(key, REPLY_TTL_SECONDS)
-            pipe.execute()
+        self._push(replies)
+
+    def _push(self, replies: dict[bytes, list[bytes]]) -> None:
+        """Send replies to each waiting API process's list, in one round trip."""
+        if not replies:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for key, packed in replies.items():
+            pipe.rpush(key, *packed)
+            pipe.expire(key, REPLY_TTL_SECONDS)
+        pipe.execute()
 
     @staticmethod
     def _reply(replies: dict, req: list, reply: list) -> None:
@@ -188,8 +193,4 @@ class DeploymentServer:
                 req = msgpack.unpackb(raw)
                 self._reply(replies, req, [req[0], dp.ERROR, status, message])
                 failed += 1
-            pipe = self.client.pipeline(transaction=False)
-            for key, packed in replies.items():
-                pipe.rpush(key, *packed)
-                pipe.expire(key, REPLY_TTL_SECONDS)
-            pipe.execute()
+            self._push(replies)

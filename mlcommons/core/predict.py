@@ -97,21 +97,22 @@ class PredictClient:
             raise MLError(reply[3], status=int(reply[2]))
         return reply
 
+    def _resolve(self, raw: bytes) -> None:
+        reply = msgpack.unpackb(raw)
+        fut = self._pending.get(reply[0])
+        if fut is not None and not fut.done():
+            fut.set_result(reply)
+
     async def _read_replies(self) -> None:
         while True:
             try:
                 first = await self.reader_client.blpop([self.reply_key], timeout=1)
                 if first is None:
                     continue
-                items = [first[1]]
-                more = await self.reader_client.lpop(self.reply_key, 1024)
-                if more:
-                    items.extend(more)
-                for raw in items:
-                    reply = msgpack.unpackb(raw)
-                    fut = self._pending.get(reply[0])
-                    if fut is not None and not fut.done():
-                        fut.set_result(reply)
+                self._resolve(first[1])
+                # Drain what else arrived meanwhile in one round trip.
+                for raw in await self.reader_client.lpop(self.reply_key, 1024) or ():
+                    self._resolve(raw)
             except asyncio.CancelledError:
                 raise
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
