@@ -33,3 +33,40 @@ if not items then return {} end
 redis.call('RPUSH', KEYS[2], unpack(items))
 return items
 """
+
+
+REPLY_TTL_SECONDS = 300
+
+
+def push_replies(client, replies: dict) -> None:
+    """Send packed replies to each waiting API process's list (reply key -> [packed]), in one
+    round trip; the lists expire if their API process is gone."""
+    if not replies:
+        return
+    pipe = client.pipeline(transaction=False)
+    for key, packed in replies.items():
+        pipe.rpush(key, *packed)
+        pipe.expire(key, REPLY_TTL_SECONDS)
+    pipe.execute()
+
+
+def fail_requests(client, raw_requests, status: int, message: str) -> int:
+    """Answer raw queued requests with an error at once (rather than at their deadline)."""
+    import msgpack
+
+    replies: dict = {}
+    for raw in raw_requests:
+        req = msgpack.unpackb(raw)
+        replies.setdefault(req[1], []).append(msgpack.packb([req[0], ERROR, status, message]))
+    push_replies(client, replies)
+    return len(raw_requests)
+
+
+def drain_with_error(client, queue_key: str, status: int, message: str) -> int:
+    """Fail every request still in a deployment's queue (nobody is left to serve it)."""
+    failed = 0
+    while True:
+        items = client.lpop(queue_key, 256)
+        if not items:
+            return failed
+        failed += fail_requests(client, items, status, message)

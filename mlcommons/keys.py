@@ -45,6 +45,10 @@ class Keys:
         return f"{self.prefix}:lock:blob:{blob_id}"
 
     # tasks
+    def open_tasks(self) -> str:
+        """Set of the ids of tasks not yet in a terminal state (what time-outs and liveness scan)."""
+        return f"{self.prefix}:open_tasks"
+
     def task_nodes(self, task_id: str) -> str:
         """Hash node id -> "" (success) or error message, filled as deploy nodes report."""
         return f"{self.prefix}:task:{task_id}:nodes"
@@ -61,6 +65,18 @@ class Keys:
     def node_alive(self, node_id: str) -> str:
         """String holding the node's boot id; expires when heartbeats stop."""
         return f"{self.prefix}:alive:{node_id}"
+
+    # cluster watcher
+    def watcher_leader(self) -> str:
+        return f"{self.prefix}:watcher:leader"
+
+    def watcher_state(self, name: str) -> str:
+        """Hashes the watcher keeps between ticks and across leaders (boots seen, and so on)."""
+        return f"{self.prefix}:watcher:{name}"
+
+    def deploy_progress(self, task_id: str) -> str:
+        """Hash node id -> what that node is doing for a deploy task (downloading 3/10, loading)."""
+        return f"{self.prefix}:task:{task_id}:progress"
 
     # settings
     def settings(self, scope: str) -> str:

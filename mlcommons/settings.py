@@ -111,6 +111,19 @@ SETTINGS: dict[str, Setting] = {
                 "How often a worker node refreshes its heartbeat.", minimum=0.05),
         Setting("mlcommons.node.heartbeat_expiry_seconds", 5.0, float, False,
                 "A node whose heartbeat is older than this is considered gone.", minimum=0.2),
+        # --- the cluster watcher --------------------------------------------------------------
+        Setting("mlcommons.cluster.watcher_interval_seconds", 0.5, float, True,
+                "How often the cluster watcher (node liveness, redeploys, time-outs) runs a round.",
+                minimum=0.05, maximum=60),
+        Setting("mlcommons.cluster.leader_lease_seconds", 3.0, float, False,
+                "How long the acting watcher's lock lasts without renewal; another API process takes over "
+                "after it.", minimum=0.2),
+        Setting("mlcommons.cluster.deploying_grace_seconds", 20.0, float, True,
+                "A model left DEPLOYING without an open deploy task this long is resolved by the sync-up "
+                "(ML Commons' 20 s).", minimum=0),
+        Setting("mlcommons.predict.auto_deploy_wait_seconds", 120.0, float, True,
+                "How long a first prediction waits for the deploy it started (bounded by its own time-out).",
+                minimum=0),
         # --- ML Commons settings ------------------------------------------------------------
         Setting(_ML + "allow_registering_model_via_url", False, bool, True,
                 "Allow registering a model from a URL (http(s):// or file://)."),
@@ -136,6 +149,22 @@ SETTINGS: dict[str, Setting] = {
         Setting(_ML + "native_memory_threshold", 90, int, True,
                 "A node refuses to deploy while its host's used memory is above this percentage (100 = off).",
                 minimum=0, maximum=100),
+        Setting(_ML + "model_auto_deploy.enable", True, bool, True,
+                "Deploy a model on its first _predict when it is not deployed (ML Commons: remote models "
+                "only; here local models too). A model opts out with deploy_setting.is_auto_deploy_enabled."),
+        Setting(_ML + "model_auto_redeploy.enable", True, bool, True,
+                "Deploy models again on nodes of their plan that restart or join, and after a whole-cluster "
+                "restart."),
+        Setting(_ML + "model_auto_redeploy.lifetime_retry_times", 3, int, True,
+                "Automatic redeploy attempts a model gets before the watcher stops trying; reset when a "
+                "deploy reaches the success ratio.", minimum=0),
+        Setting(_ML + "model_auto_redeploy_success_ratio", 0.8, float, True,
+                "Share of a model's planned nodes that must hold it for a deploy to count as a success "
+                "(and reset the retry count).", minimum=0, maximum=1),
+        Setting(_ML + "sync_up_job_interval_in_seconds", 10, int, True,
+                "How often the sync-up reconciles what nodes really hold with the documents, resolves "
+                "stale DEPLOYING states and undeploys models idle past their TTL; 0 turns it off.",
+                minimum=0, maximum=86400),
         Setting(_ML + "disk_free_space_threshold", 5 * 2**30, int, True,
                 "A node refuses to deploy while its data folder's disk has fewer free bytes than this.",
                 minimum=0),
@@ -290,3 +319,40 @@ def render_value(value: Any) -> str:
 
 
 Getter = Callable[[str], Any]
+
+
+_FILE_HEADER = """\
+# mlcommons settings: every setting, its default, and what it does.
+# Generated from mlcommons/settings.py: `python -m mlcommons.settings > config/mlcommons.yml`.
+#
+# Resolution order, lowest first: the defaults below, this file (or the file given with --config or
+# MLCOMMONS_CONFIG), the environment (the dotted name itself, or MLCOMMONS_ + the name in upper case
+# with dots turned into underscores, e.g. MLCOMMONS_PLUGINS_ML_COMMONS_MAX_MODEL_ON_NODE=4), and for
+# settings marked dynamic, PUT /_cluster/settings (persistent, then transient; kept in Redis, so they
+# survive restarts). Names follow ML Commons where ML Commons has the setting.
+"""
+
+
+def render_file() -> str:
+    """The documented settings file, every setting at its default."""
+    import json
+    import textwrap
+
+    lines = [_FILE_HEADER]
+    for setting in SETTINGS.values():
+        doc = setting.doc + (" Dynamic." if setting.dynamic else " Static: read at process start.")
+        lines.extend("# " + line for line in textwrap.wrap(doc, 98))
+        value = setting.default
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, str):
+            text = json.dumps(value)
+        else:
+            text = repr(value)
+        lines.append(f"{setting.name}: {text}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(render_file(), end="")

@@ -5,16 +5,19 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from mlcommons.errors import ModelContentChanged
 from mlcommons.store.modelstore import ModelStore, read_chunks
 from workers.extract import safe_extract
 
 
-def fetch_and_extract(store: ModelStore, model_id: str, model: dict, work_dir: Path) -> Path:
+def fetch_and_extract(store: ModelStore, model_id: str, model: dict, work_dir: Path,
+                      on_chunk: Callable[[int], None] | None = None) -> Path:
     """Stream the model's chunks into a temporary file while hashing, refuse a size or SHA-256
     mismatch, then extract the archive into a fresh folder under ``work_dir`` and return it.
-    The caller removes the folder when done with it."""
+    The caller removes the folder when done with it. ``on_chunk(n)`` runs after chunk ``n`` is
+    written and may raise to abandon the fetch."""
     work_dir.mkdir(parents=True, exist_ok=True)
     total = int(model.get("total_chunks") or 0)
     expected_hash = (model.get("model_content_hash_value") or "").lower()
@@ -25,7 +28,7 @@ def fetch_and_extract(store: ModelStore, model_id: str, model: dict, work_dir: P
     try:
         with os.fdopen(fd, "wb") as out:
             try:
-                digest = read_chunks(store, model_id, total, out)
+                digest = read_chunks(store, model_id, total, out, on_chunk=on_chunk)
             except KeyError as exc:
                 raise ModelContentChanged(str(exc.args[0])) from None
         if expected_size is not None and digest.size != int(expected_size):

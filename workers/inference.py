@@ -17,13 +17,12 @@ import redis
 import torch
 
 from mlcommons import dataplane as dp
+from mlcommons import failpoints
 from mlcommons.keys import Keys
 from mlcommons.settings import Settings
 from workers.runtimes import Runtime
 
 log = logging.getLogger(__name__)
-
-REPLY_TTL_SECONDS = 300
 
 
 @dataclass
@@ -118,6 +117,7 @@ class DeploymentServer:
                 requests.append(req)
         texts = [t for req in requests for t in req[4]]
         if texts:
+            failpoints.hit("predict.batch")
             started = time.perf_counter()
             try:
                 vectors = self.infer(texts)
@@ -141,17 +141,7 @@ class DeploymentServer:
                     self.counters.batches += 1
                     self.counters.inference_ms_total += elapsed_ms
                     self.counters.last_access_ms = now
-        self._push(replies)
-
-    def _push(self, replies: dict[bytes, list[bytes]]) -> None:
-        """Send replies to each waiting API process's list, in one round trip."""
-        if not replies:
-            return
-        pipe = self.client.pipeline(transaction=False)
-        for key, packed in replies.items():
-            pipe.rpush(key, *packed)
-            pipe.expire(key, REPLY_TTL_SECONDS)
-        pipe.execute()
+        dp.push_replies(self.client, replies)
 
     @staticmethod
     def _reply(replies: dict, req: list, reply: list) -> None:
@@ -179,18 +169,3 @@ class DeploymentServer:
                 out[rows] = self.runtime.forward(enc.select(rows))
                 start = end
             return out
-
-    def fail_queued(self, status: int, message: str) -> int:
-        """Answer every request still queued with an error (the deployment has no server left)."""
-        queue = self.keys.predict_queue(self.deployment_id)
-        failed = 0
-        while True:
-            items = self.client.lpop(queue, 256)
-            if not items:
-                return failed
-            replies: dict = {}
-            for raw in items:
-                req = msgpack.unpackb(raw)
-                self._reply(replies, req, [req[0], dp.ERROR, status, message])
-                failed += 1
-            self._push(replies)

@@ -21,15 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+import orjson
 import redis
 from rq import SimpleWorker
-from rq.exceptions import NoSuchJobError
-from rq.job import Job
-from rq.registry import StartedJobRegistry
 
+from mlcommons import dataplane as dp
+from mlcommons import failpoints
 from mlcommons import keys as K
 from mlcommons.core import deploy as deploys
-from mlcommons.core import nodes
+from mlcommons.core import jobs, liveness, nodes
+from mlcommons.core import undeploy as undeploys
 from mlcommons.core.context import Context
 from mlcommons.errors import NodeError
 from mlcommons.ids import new_id, new_node_id, now_ms
@@ -112,7 +113,7 @@ class WorkerNode:
         self._heartbeat_thread.start()
         queues = [self.ctx.queue(self.ctx.keys.node_queue(self.node_id)),
                   self.ctx.queue(self.ctx.keys.shared_queue())]
-        worker = SimpleWorker(queues, connection=self.ctx.redis, name=f"{self.node_id}.{self.boot_id[:8]}")
+        worker = SimpleWorker(queues, connection=self.ctx.redis, name=jobs.worker_name(self.node_id, self.boot_id))
         log.info("node %s (%s) ready on device %s", self.node_id, self.name, self.device)
         try:
             worker.work(with_scheduler=False, logging_level="WARNING")
@@ -120,26 +121,11 @@ class WorkerNode:
             self.shutdown()
 
     def _clean_start(self) -> None:
-        """A node starts holding nothing: forget what an earlier run of this node id claimed, and
-        close the books on jobs it was running when it stopped."""
-        registry = StartedJobRegistry(self.ctx.keys.node_queue(self.node_id), connection=self.ctx.redis)
-        for job_id in registry.get_job_ids(cleanup=False):
-            if not job_id.startswith("deploy-"):
-                continue
-            try:
-                job = Job.fetch(job_id, connection=self.ctx.redis)
-            except NoSuchJobError:
-                continue
-            task_id, model_id = job.args[:2]
-            deploys.report_deploy(self.ctx, task_id, model_id, self.node_id,
-                                  "the node restarted while deploying the model", holds_model=False)
-        # Every job this node id had started is abandoned: let rq move them to its failed registry.
-        registry.cleanup(timestamp=time.time() + 10 ** 9)
-        deploys.node_left(self.ctx, self.node_id)
-        for leftover in list(self.ctx.redis.scan_iter(match=self.ctx.keys.inflight_pattern(self.node_id))):
-            deployment = leftover.decode().rsplit(":", 2)[-2]
-            while self.ctx.redis.lmove(leftover, self.ctx.keys.predict_queue(deployment), "RIGHT", "LEFT"):
-                pass
+        """A node starts holding nothing: close the books on what an earlier run of this node id
+        was doing when it stopped, and forget what it claimed to hold."""
+        previous = self.ctx.redis.hget(self.ctx.keys.node(self.node_id), "boot_id")
+        liveness.run_ended(self.ctx, self.node_id, orjson.loads(previous) if previous else None,
+                           "the node restarted while working on it", restarting=True)
         shutil.rmtree(self.data_dir / "work", ignore_errors=True)
 
     def shutdown(self) -> None:
@@ -153,8 +139,8 @@ class WorkerNode:
             for hosted in held:
                 hosted.stop()
             if held:
-                deploys.report_undeploy(self.ctx, self.node_id, [h.model_id for h in held])
-                deploys.node_left(self.ctx, self.node_id)
+                undeploys.report(self.ctx, self.node_id, [h.model_id for h in held])
+                deploys.node_left(self.ctx, self.node_id, "the node stopped", fail_open_parts=False)
             nodes.leave(self.ctx, self.node_id, self.boot_id)
         except redis.exceptions.ConnectionError as exc:
             # Redis went first; the next start of this node id cleans up after us.
@@ -183,8 +169,8 @@ class WorkerNode:
 
     # --- control-plane jobs ---------------------------------------------------------------
     def deploy(self, task_id: str, model_id: str) -> dict[str, Any]:
-        if not deploys.mark_running(self.ctx, task_id):
-            return {"node": self.node_id, "result": "skipped: the task is no longer open"}
+        if not deploys.mark_running(self.ctx, task_id, self.node_id):
+            return {"node": self.node_id, "result": "skipped: this node's part of the task is over"}
         try:
             model = self.ctx.docs.get(K.MODEL, model_id)
             if model is None:
@@ -197,11 +183,18 @@ class WorkerNode:
                 self._check_capacity(model_id)
                 self._install(task_id, model_id, model)
                 result = "deployed"
+            if not deploys.part_is_open(self.ctx, task_id, self.node_id):
+                # Undeployed (or timed out) while we were loading: do not keep what nobody wants.
+                if result == "deployed":
+                    self._drop(model_id)
+                raise DeployCancelled("the deploy was cancelled while the node was loading the model")
         except Exception as exc:
             message = str(exc) if isinstance(exc, NodeError) else f"{type(exc).__name__}: {exc}"
             with self._lock:
                 holds = model_id in self.hosted
             deploys.report_deploy(self.ctx, task_id, model_id, self.node_id, message, holds_model=holds)
+            if isinstance(exc, DeployCancelled):
+                return {"node": self.node_id, "result": message}
             raise
         deploys.report_deploy(self.ctx, task_id, model_id, self.node_id, "", holds_model=True)
         return {"node": self.node_id, "result": result}
@@ -220,11 +213,18 @@ class WorkerNode:
             raise NodeError("Disk Circuit Breaker is open, please check your resources!")
 
     def _install(self, task_id: str, model_id: str, model: dict) -> None:
-        work = self.data_dir / "work"
-        folder = fetch_and_extract(self.ctx.blobs, model_id, model, work)
+        total = int(model.get("total_chunks") or 0)
+
+        def on_chunk(number: int) -> None:
+            deploys.set_progress(self.ctx, task_id, self.node_id, f"downloading {number + 1}/{total}")
+            failpoints.hit("fetch.chunk")
+            if not deploys.part_is_open(self.ctx, task_id, self.node_id):
+                raise DeployCancelled("the deploy was cancelled while the node was downloading the model")
+
+        folder = fetch_and_extract(self.ctx.blobs, model_id, model, self.data_dir / "work", on_chunk=on_chunk)
         try:
-            if not deploys.task_is_open(self.ctx, task_id):
-                raise DeployCancelled("the deploy was cancelled")
+            deploys.set_progress(self.ctx, task_id, self.node_id, "loading")
+            failpoints.hit("deploy.load")
             runtime = load_runtime(folder / "model", model, device=self.device)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
@@ -234,27 +234,33 @@ class WorkerNode:
         with self._lock:
             old = self.hosted.pop(model_id, None)
             self.hosted[model_id] = Hosted(model_id, model.get("model_content_hash_value", ""), runtime, server)
+        deploys.set_progress(self.ctx, task_id, self.node_id, "serving")
         if old is not None:
             old.stop()
+
+    def _drop(self, model_id: str) -> bool:
+        with self._lock:
+            hosted = self.hosted.pop(model_id, None)
+        if hosted is None:
+            return False
+        hosted.stop()
+        return True
 
     def undeploy(self, request_id: str, model_ids: list[str]) -> dict[str, Any]:
         stats = {}
         dropped = []
         for model_id in model_ids:
-            with self._lock:
-                hosted = self.hosted.pop(model_id, None)
-            if hosted is None:
+            if self._drop(model_id):
+                dropped.append(model_id)
+                stats[model_id] = "undeployed"
+            else:
                 stats[model_id] = "not_found"
-                continue
-            hosted.stop()
-            dropped.append(hosted)
-            stats[model_id] = "undeployed"
         if dropped:
-            deploys.report_undeploy(self.ctx, self.node_id, [h.model_id for h in dropped])
-            for hosted in dropped:
-                if self.ctx.redis.hget(self.ctx.keys.route(hosted.model_id), "workers") in (b"0", None):
-                    hosted.server.fail_queued(400, "Model not ready yet. Please deploy the model first.")
-            del dropped, hosted
+            undeploys.report(self.ctx, self.node_id, dropped)
+            for model_id in dropped:
+                if self.ctx.redis.hget(self.ctx.keys.route(model_id), "workers") in (b"0", None):
+                    dp.drain_with_error(self.ctx.redis, self.ctx.keys.predict_queue(model_id), 400,
+                                        "Model not ready yet. Please deploy the model first.")
             gc.collect()
         reply = {"node": self.node_id, "stats": stats}
         key = self.ctx.keys.job_reply(request_id)

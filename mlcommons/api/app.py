@@ -11,12 +11,13 @@ from aiohttp import web
 from mlcommons.api import cluster, middlewares, opensearch
 from mlcommons.api.http import add_routes
 from mlcommons.api.services import Services
+from mlcommons.cluster.watcher import Watcher
 from mlcommons.core.context import Context
 
 log = logging.getLogger(__name__)
 
 
-def create_app(ctx: Context, *, node_name: str | None = None) -> web.Application:
+def create_app(ctx: Context, *, node_name: str | None = None, watcher: bool = True) -> web.Application:
     app = web.Application(middlewares=[middlewares.errors],
                           client_max_size=ctx.settings.get("mlcommons.http.max_content_length"))
     app["svc"] = Services(ctx)
@@ -26,8 +27,15 @@ def create_app(ctx: Context, *, node_name: str | None = None) -> web.Application
 
     async def on_startup(app: web.Application) -> None:
         await app["svc"].start()
+        if watcher:
+            # The watcher has its own connections: its rounds never wait on the API's.
+            app["watcher"] = Watcher(Context.connect(ctx.redis_url, static=ctx.settings.static))
+            app["watcher"].start()
 
     async def on_cleanup(app: web.Application) -> None:
+        if "watcher" in app:
+            await asyncio.get_running_loop().run_in_executor(None, app["watcher"].stop)
+            app["watcher"].ctx.close()
         await app["svc"].close()
 
     app.on_startup.append(on_startup)

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from mlcommons import __version__
 from mlcommons.api.http import flag, read_json, respond
+from mlcommons.core import nodes
 from mlcommons.errors import BadRequest
 from mlcommons.ids import new_id
 from mlcommons.settings import SETTINGS, render_value, unflatten, validate_update
@@ -81,9 +82,24 @@ async def put_settings(request: web.Request) -> web.Response:
                     "transient": _render({k: v for k, v in updates["transient"].items() if v is not None}, flat)})
 
 
+async def get_nodes(request: web.Request) -> web.Response:
+    """The live worker nodes, in the shape of OpenSearch's nodes info (plus what they hold)."""
+    svc = request.app["svc"]
+    live = await svc.run(nodes.live_nodes, svc.ctx)
+    return respond({
+        "_nodes": {"total": len(live), "successful": len(live), "failed": 0},
+        "cluster_name": svc.settings.get("cluster.name"),
+        "nodes": {node_id: {k: info.get(k) for k in ("name", "host", "roles", "pid", "boot_id", "device",
+                                                      "started_at", "last_heartbeat", "memory")}
+                  | {"models": sorted((info.get("models") or {}).keys())}
+                  for node_id, info in sorted(live.items())},
+    })
+
+
 ROUTES = [
     ("GET", "/", root),
     ("HEAD", "/", root),
     ("GET", "/_cluster/settings", get_settings),
     ("PUT", "/_cluster/settings", put_settings),
+    ("GET", "/_nodes", get_nodes),
 ]

@@ -1,14 +1,15 @@
-"""Deploy and undeploy: planning on the API side, reports from the nodes, and the aggregation.
+"""Deploy: planning on the API side, reports from the nodes, and the aggregation.
 
 A deploy creates one DEPLOY_MODEL task listing its target nodes in ``worker_node`` and one rq
 job per node. Each node reports once ("" for success, else its error); when every planned node
 has reported, the task ends COMPLETED, COMPLETED_WITH_ERROR (errors as a JSON map) or FAILED,
 and the model ends DEPLOYED, PARTIALLY_DEPLOYED or DEPLOY_FAILED. The model's current worker
 nodes are the nodes that report holding it; the route read by predict admission follows them in
-the same transaction.
+the same transaction. A model has at most one open deploy task (``_deploy_task``).
 """
 from __future__ import annotations
 
+from enum import Enum
 from typing import Any
 
 import orjson
@@ -18,22 +19,36 @@ from mlcommons.core import jobs, nodes, tasks
 from mlcommons.core.context import Context
 from mlcommons.core.states import DEPLOYABLE_MODEL_STATES, deploy_task_outcome, serving_state
 from mlcommons.errors import BadRequest, Conflict, NotFound
-from mlcommons.ids import new_id, now_ms
+from mlcommons.ids import now_ms
 from mlcommons.store.documents import Tx
 from mlcommons.types import ModelState, TaskState, TaskType
+
+
+class Reason(str, Enum):
+    """Why a deploy starts: it decides how the plan is formed and what is counted."""
+
+    USER = "user"          # _deploy (or ?deploy=true): the plan is the targets
+    PREDICT = "predict"    # the first _predict of a model that is not deployed
+    REDEPLOY = "redeploy"  # the watcher restoring a planned node: the plan keeps its other nodes
+
+
+# Why a model is DEPLOY_FAILED: its nodes went away (auto-redeploy brings it back) or its deploy
+# failed on every node (as in ML Commons, never retried on its own).
+FAILED_BY_NODE_LOSS = "node_lost"
+FAILED_BY_DEPLOY = "deploy"
 
 
 def model_not_found(model_id: str) -> NotFound:
     return NotFound(f"Failed to find model with the provided model id: {model_id}")
 
 
-# --- deploy ------------------------------------------------------------------------------
-
-def deploy(ctx: Context, model_id: str, node_ids: list[str] | None = None) -> dict[str, Any]:
-    """Plan a deploy, record it, and hand it to the target nodes. Returns the task reply."""
+def deploy(ctx: Context, model_id: str, node_ids: list[str] | None = None,
+           reason: Reason = Reason.USER) -> dict[str, Any] | None:
+    """Plan a deploy, record it, and hand it to the target nodes. Returns the task reply; None
+    for a redeploy that is no longer wanted (the model changed since the watcher looked)."""
     eligible = nodes.eligible_nodes(ctx)
     custom = bool(node_ids)
-    if custom and not ctx.settings.get("plugins.ml_commons.allow_custom_deployment_plan"):
+    if custom and reason is Reason.USER and not ctx.settings.get("plugins.ml_commons.allow_custom_deployment_plan"):
         raise BadRequest("Don't allow custom deployment plan")
     targets = [n for n in eligible if n in set(node_ids)] if custom else eligible
     if not targets:
@@ -48,27 +63,37 @@ def deploy(ctx: Context, model_id: str, node_ids: list[str] | None = None) -> di
             raise BadRequest(f"Model [{model_id}] is in {state.value} state and cannot be deployed yet; "
                              "wait for its registration to complete")
         pending = model.get("_deploy_task")
+        if reason is Reason.REDEPLOY and (pending or not _still_wants(model, targets)):
+            return None, False
         if pending:
             running = tx.get(K.TASK, pending)
             if running is not None and not TaskState(running["state"]).terminal:
-                if sorted(running.get("worker_node", [])) == targets:
+                if reason is not Reason.USER or sorted(running.get("worker_node", [])) == targets:
                     return pending, False
                 raise Conflict(f"Model [{model_id}] is already being deployed by task [{pending}]; "
                                "wait for it to finish")
         current = list(model.get("current_worker_nodes", []))
         missing = sorted(set(current) - set(targets))
-        if custom and missing:
+        if custom and missing and reason is Reason.USER:
             raise BadRequest(f"Model already deployed to these nodes: {missing}, but they are not included "
                              "in target node ids. Undeploy model from these nodes if don't need them.")
         task_id = tasks.create(tx, tasks.new_task(TaskType.DEPLOY_MODEL, model_id, model.get("algorithm"),
                                                   targets))
+        if reason is Reason.REDEPLOY:
+            plan = sorted(set(model.get("planning_worker_nodes") or []) | set(targets))
+            to_all = bool(model.get("deploy_to_all_nodes"))
+        else:
+            plan, to_all = targets, not custom
         fields: dict[str, Any] = {
-            "planning_worker_nodes": targets,
-            "planning_worker_node_count": len(targets),
-            "deploy_to_all_nodes": not custom,
+            "planning_worker_nodes": plan,
+            "planning_worker_node_count": len(plan),
+            "deploy_to_all_nodes": to_all,
             "last_updated_time": now_ms(),
             "_deploy_task": task_id,
+            "_failed_by": None,
         }
+        if reason is Reason.REDEPLOY:
+            fields["auto_redeploy_retry_times"] = int(model.get("auto_redeploy_retry_times") or 0) + 1
         # A model already serving on every target keeps serving while the nodes confirm it.
         if not set(targets) <= set(current):
             fields["model_state"] = ModelState.DEPLOYING.value
@@ -76,17 +101,43 @@ def deploy(ctx: Context, model_id: str, node_ids: list[str] | None = None) -> di
         return task_id, True
 
     task_id, created = ctx.docs.transact(body)
+    if task_id is None:
+        return None
     if created:
         for node_id in targets:
             jobs.enqueue_deploy(ctx, task_id, model_id, node_id)
     return {"task_id": task_id, "task_type": TaskType.DEPLOY_MODEL.value, "status": TaskState.CREATED.value}
 
 
-def mark_running(ctx: Context, task_id: str) -> bool:
-    """A node started on a deploy task; False when the task is gone or already finished."""
+def wants_redeploy(model: dict[str, Any]) -> bool:
+    """Whether a model is meant to be served: deployed (fully or partly), or failed only
+    because its nodes went away. A deploy that failed on its own is not retried (as in ML Commons)."""
+    state = model.get("model_state")
+    if state in (ModelState.DEPLOYED.value, ModelState.PARTIALLY_DEPLOYED.value):
+        return True
+    return state == ModelState.DEPLOY_FAILED.value and model.get("_failed_by") == FAILED_BY_NODE_LOSS
+
+
+def missing_nodes(model: dict[str, Any], live: list[str]) -> list[str]:
+    """Live eligible nodes that the model's plan includes but that do not hold it."""
+    current = set(model.get("current_worker_nodes") or [])
+    planned = set(model.get("planning_worker_nodes") or [])
+    to_all = bool(model.get("deploy_to_all_nodes"))
+    return [n for n in live if (to_all or n in planned) and n not in current]
+
+
+def _still_wants(model: dict[str, Any], targets: list[str]) -> bool:
+    return wants_redeploy(model) and set(targets) <= set(missing_nodes(model, targets))
+
+
+def mark_running(ctx: Context, task_id: str, node_id: str) -> bool:
+    """A node starts its part of a deploy task; False when that part is over already (the task
+    ended, was cancelled, or the node's part was closed while the node was away)."""
     def body(tx: Tx):
         task = tx.get(K.TASK, task_id)
         if task is None or TaskState(task["state"]).terminal:
+            return False
+        if tx.hgetall(ctx.keys.task_nodes(task_id)).get(node_id.encode()) is not None:
             return False
         if task["state"] == TaskState.CREATED.value:
             tasks.transition(tx, task_id, TaskState.RUNNING)
@@ -95,9 +146,22 @@ def mark_running(ctx: Context, task_id: str) -> bool:
     return ctx.docs.transact(body)
 
 
-def task_is_open(ctx: Context, task_id: str) -> bool:
+def part_is_open(ctx: Context, task_id: str, node_id: str) -> bool:
+    """Whether ``node_id`` should still carry on with its part of a deploy task."""
     task = ctx.docs.get(K.TASK, task_id)
-    return task is not None and not TaskState(task["state"]).terminal
+    if task is None or TaskState(task["state"]).terminal:
+        return False
+    return not ctx.redis.hexists(ctx.keys.task_nodes(task_id), node_id)
+
+
+def set_progress(ctx: Context, task_id: str, node_id: str, what: str) -> None:
+    """What a node is doing for a deploy task, for those who watch (and for the tests that kill
+    a node at a chosen moment)."""
+    key = ctx.keys.deploy_progress(task_id)
+    pipe = ctx.redis.pipeline(transaction=False)
+    pipe.hset(key, node_id, what)
+    pipe.expire(key, 24 * 3600)
+    pipe.execute()
 
 
 def report_deploy(ctx: Context, task_id: str, model_id: str, node_id: str, error: str,
@@ -109,39 +173,45 @@ def report_deploy(ctx: Context, task_id: str, model_id: str, node_id: str, error
         task = tx.get(K.TASK, task_id)
         results = {k.decode(): v.decode() for k, v in tx.hgetall(ctx.keys.task_nodes(task_id)).items()}
         if model is not None:
-            _set_holder(tx, ctx, model_id, model, node_id, holds_model)
+            set_holder(tx, ctx, model_id, model, node_id, holds_model)
         if task is None or TaskState(task["state"]).terminal or node_id in results:
             return
         results[node_id] = error
         tx.call(lambda p: p.hset(ctx.keys.task_nodes(task_id), node_id, error))
         planned = task.get("worker_node", [])
         if all(n in results for n in planned):
-            _complete_deploy(tx, task_id, planned, results, model_id, model)
+            complete_deploy(tx, ctx, task_id, planned, results, model_id, model)
         elif task["state"] == TaskState.CREATED.value:
             tasks.transition(tx, task_id, TaskState.RUNNING)
 
     ctx.docs.transact(body)
 
 
-def _complete_deploy(tx: Tx, task_id: str, planned: list[str], results: dict[str, str],
-                     model_id: str, model: dict | None) -> None:
-    outcome = deploy_task_outcome({n: results[n] for n in planned})
-    errors = {n: results[n] for n in planned if results[n]}
+def complete_deploy(tx: Tx, ctx: Context, task_id: str, planned: list[str], results: dict[str, str],
+                    model_id: str, model: dict | None, *, outcome: TaskState | None = None) -> None:
+    outcome = outcome or deploy_task_outcome({n: results.get(n, "") for n in planned})
+    errors = {n: results[n] for n in planned if results.get(n)}
     fields: dict[str, Any] = {}
     if errors:
         fields["error"] = orjson.dumps(errors).decode()
     tasks.transition(tx, task_id, outcome, **fields)
     if model is None or model.get("_deploy_task") != task_id:
         return
-    current = model["current_worker_nodes"]
-    state = serving_state(len(current), model.get("planning_worker_node_count") or len(planned))
+    current = model.get("current_worker_nodes", [])
+    planned_count = model.get("planning_worker_node_count") or len(planned)
+    state = serving_state(len(current), planned_count)
     update: dict[str, Any] = {"model_state": state.value, "_deploy_task": None, "last_updated_time": now_ms()}
     if current:
         update["last_deployed_time"] = now_ms()
+    if state is ModelState.DEPLOY_FAILED:
+        update["_failed_by"] = FAILED_BY_DEPLOY
+    ratio = ctx.settings.get("plugins.ml_commons.model_auto_redeploy_success_ratio")
+    if planned_count and len(current) / planned_count >= ratio:
+        update["auto_redeploy_retry_times"] = 0
     tx.update(K.MODEL, model_id, update)
 
 
-def _set_holder(tx: Tx, ctx: Context, model_id: str, model: dict, node_id: str, holds: bool) -> None:
+def set_holder(tx: Tx, ctx: Context, model_id: str, model: dict, node_id: str, holds: bool) -> None:
     """Add or remove ``node_id`` from the model's current worker nodes (and its route).
     Updates ``model`` in place so the caller sees the new list."""
     current = list(model.get("current_worker_nodes", []))
@@ -169,88 +239,18 @@ def write_route(tx: Tx, ctx: Context, model_id: str, model: dict) -> None:
     tx.call(lambda p: p.hset(route, mapping=fields))
 
 
-# --- undeploy -----------------------------------------------------------------------------
-
-def plan_undeploy(ctx: Context, model_ids: list[str], node_ids: list[str] | None) -> dict[str, Any]:
-    """Check the models, ask every live target node to drop them, and say whom to wait for."""
-    found = []
-    for model_id in model_ids:
-        if ctx.docs.exists(K.MODEL, model_id):
-            found.append(model_id)
-    if len(model_ids) == 1 and not found:
-        raise model_not_found(model_ids[0])
-    live = nodes.live_nodes(ctx)
-    targets = sorted(n for n in live if not node_ids or n in node_ids)
-    request_id = new_id()
-    if found:
-        for node_id in targets:
-            jobs.enqueue_undeploy(ctx, request_id, found, node_id)
-    return {"request_id": request_id, "model_ids": found, "nodes": targets if found else [],
-            "node_filter": node_ids or None, "live": sorted(live)}
-
-
-def report_undeploy(ctx: Context, node_id: str, model_ids: list[str]) -> None:
-    """A node no longer holds ``model_ids``."""
-    for model_id in model_ids:
-        def body(tx: Tx, model_id=model_id):
-            model = tx.get(K.MODEL, model_id)
-            if model is not None:
-                _set_holder(tx, ctx, model_id, model, node_id, False)
-
-        ctx.docs.transact(body)
-
-
-def finish_undeploy(ctx: Context, plan: dict[str, Any], replies: dict[str, dict]) -> dict[str, Any]:
-    """Bring the model documents in line with what the nodes did, then build the reply."""
-    node_filter = plan["node_filter"]
-    live = set(plan["live"])
-    for model_id in plan["model_ids"]:
-        def body(tx: Tx, model_id=model_id):
-            model = tx.get(K.MODEL, model_id)
-            if model is None:
-                return
-            current = list(model.get("current_worker_nodes", []))
-            # Nodes that are gone hold nothing; forget them.
-            for gone in [n for n in current if n not in live and (not node_filter or n in node_filter)]:
-                _set_holder(tx, ctx, model_id, model, gone, False)
-            current = model.get("current_worker_nodes", [])
-            planning = [n for n in model.get("planning_worker_nodes", [])
-                        if node_filter and n not in node_filter]
-            fields: dict[str, Any] = {"last_updated_time": now_ms()}
-            if not current:
-                fields.update(model_state=ModelState.UNDEPLOYED.value, planning_worker_nodes=[],
-                              planning_worker_node_count=0, current_worker_node_count=0,
-                              last_undeployed_time=now_ms(), _deploy_task=None)
-                _cancel_open_deploys(tx, model_id, model)
-            else:
-                planning = sorted(set(planning) | set(current))
-                fields.update(planning_worker_nodes=planning, planning_worker_node_count=len(planning),
-                              deploy_to_all_nodes=False)
-                if not model.get("_deploy_task"):
-                    fields["model_state"] = serving_state(len(current), len(planning)).value
-            tx.update(K.MODEL, model_id, fields)
-
-        ctx.docs.transact(body)
-    out: dict[str, Any] = {}
-    for node_id, reply in sorted(replies.items()):
-        stats = {m: s for m, s in reply.get("stats", {}).items()}
-        if any(s == "undeployed" for s in stats.values()):
-            out[node_id] = {"stats": stats}
-    return out
-
-
-def _cancel_open_deploys(tx: Tx, model_id: str, model: dict) -> None:
-    pending = model.get("_deploy_task")
-    if pending:
-        tasks.transition(tx, pending, TaskState.CANCELLED, error="undeployed while deploying")
-
-
 # --- nodes that leave -----------------------------------------------------------------------
 
-def node_left(ctx: Context, node_id: str) -> list[str]:
-    """``node_id`` holds nothing any more (it stopped, restarted or died): take it out of every
-    model's current worker nodes and recompute those models' states. Returns the model ids."""
-    touched = []
+def node_left(ctx: Context, node_id: str, reason: str, *, fail_open_parts: bool = True) -> list[str]:
+    """``node_id`` holds nothing any more (it stopped, restarted or died): it leaves every model's
+    current worker nodes and those models' states are recomputed; with ``fail_open_parts`` (a node
+    that is gone, not one that is starting again and will run its queued jobs) its part of every
+    open deploy task fails with ``reason``. Returns the ids of the models it held."""
+    if fail_open_parts:
+        for task_id, task in tasks.open_tasks(ctx, TaskType.DEPLOY_MODEL):
+            if node_id in task.get("worker_node", []):
+                report_deploy(ctx, task_id, task["model_id"], node_id, reason, holds_model=False)
+    held = []
     for model_id, model in ctx.docs.all(K.MODEL):
         if node_id not in model.get("current_worker_nodes", []):
             continue
@@ -259,13 +259,14 @@ def node_left(ctx: Context, node_id: str) -> list[str]:
             doc = tx.get(K.MODEL, model_id)
             if doc is None or node_id not in doc.get("current_worker_nodes", []):
                 return
-            _set_holder(tx, ctx, model_id, doc, node_id, False)
+            set_holder(tx, ctx, model_id, doc, node_id, False)
             if not doc.get("_deploy_task"):
-                planned = doc.get("planning_worker_node_count") or 0
-                tx.update(K.MODEL, model_id, {"model_state": serving_state(len(doc["current_worker_nodes"]),
-                                                                            planned).value,
-                                              "last_updated_time": now_ms()})
+                state = serving_state(len(doc["current_worker_nodes"]), doc.get("planning_worker_node_count") or 0)
+                fields = {"model_state": state.value, "last_updated_time": now_ms()}
+                if state is ModelState.DEPLOY_FAILED:
+                    fields["_failed_by"] = FAILED_BY_NODE_LOSS
+                tx.update(K.MODEL, model_id, fields)
 
         ctx.docs.transact(body)
-        touched.append(model_id)
-    return touched
+        held.append(model_id)
+    return held

@@ -37,4 +37,49 @@ def enqueue_undeploy(ctx: Context, request_id: str, model_ids: list[str], node_i
     ctx.queue(ctx.keys.node_queue(node_id)).enqueue_call(
         UNDEPLOY, args=(request_id, model_ids), job_id=f"undeploy-{request_id}-{node_id}",
         timeout=_timeout(ctx), result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
+        # Ahead of queued deploys: those of these models were cancelled and will skip.
+        at_front=True,
         description=f"UNDEPLOY_MODEL models {','.join(model_ids)} on node {node_id}")
+
+
+# --- keeping rq's own registries true when a node dies ----------------------------------------
+
+def worker_name(node_id: str, boot_id: str) -> str:
+    """The rq worker name of one run (boot) of a node."""
+    return f"{node_id}.{boot_id[:8]}"
+
+
+def abandon_started(ctx: Context, queue_name: str, node_id: str) -> list:
+    """Jobs of ``queue_name`` that a run of ``node_id`` had started and will never finish: mark
+    them failed (rq's FailedJobRegistry, as its own abandoned-job clean-up would, but now rather
+    than minutes later) and return them so that their tasks can be closed too."""
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+    from rq.job_lifecycle import record_job_failure
+    from rq.registry import StartedJobRegistry
+
+    registry = StartedJobRegistry(queue_name, connection=ctx.redis)
+    abandoned = []
+    for job_id, _execution in registry.get_job_and_execution_ids(cleanup=False):
+        try:
+            job = Job.fetch(job_id, connection=ctx.redis)
+        except NoSuchJobError:
+            continue
+        if not (job.worker_name or "").startswith(node_id + "."):
+            continue
+        with ctx.redis.pipeline() as pipe:
+            record_job_failure(job, f"AbandonedJobError: worker node {node_id} stopped while running it", pipe)
+            registry.remove_executions(job, pipeline=pipe)
+            pipe.execute()
+        abandoned.append(job)
+    return abandoned
+
+
+def forget_worker(ctx: Context, node_id: str, boot_id: str) -> None:
+    """Take a dead run's rq worker out of rq's worker registry (rq-dashboard's worker list)."""
+    from rq import Worker
+
+    worker = Worker.find_by_key(Worker.redis_worker_namespace_prefix + worker_name(node_id, boot_id),
+                                connection=ctx.redis)
+    if worker is not None:
+        worker.register_death()

@@ -168,7 +168,15 @@ class _CountingStore:
         self.written = max(self.written, number + 1)
 
 
-def _fail(ctx: Context, task_id: str, task: dict, model_id: str, written: int, reason: str) -> None:
+def abandon(ctx: Context, task_id: str, reason: str) -> None:
+    """The node running this register task is gone: fail it and undo what it wrote."""
+    task = ctx.docs.get(K.TASK, task_id)
+    if task is None or TaskState(task["state"]).terminal or task.get("task_type") != TaskType.REGISTER_MODEL.value:
+        return
+    _fail(ctx, task_id, task, task["_model_id"], None, reason)
+
+
+def _fail(ctx: Context, task_id: str, task: dict, model_id: str, written: int | None, reason: str) -> None:
     ctx.blobs.delete_chunks(model_id, written)
     ctx.docs.delete(K.MODEL, model_id)
     group = task.get("_group") or {}

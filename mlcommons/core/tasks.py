@@ -36,6 +36,8 @@ def new_task(task_type: TaskType, model_id: str | None, function_name: str | Non
 def create(tx: Tx, task: dict[str, Any]) -> str:
     task_id = new_id()
     tx.put(K.TASK, task_id, task, created=task["create_time"])
+    if not TaskState(task["state"]).terminal:
+        tx.call(lambda p: p.sadd(tx.keys.open_tasks(), task_id))
     return task_id
 
 
@@ -56,6 +58,8 @@ def transition(tx: Tx, task_id: str, target: TaskState, **fields: Any) -> bool:
     except IllegalTransition:
         return False
     tx.update(K.TASK, task_id, {"state": target.value, "last_update_time": now_ms(), **fields})
+    if target.terminal:
+        tx.call(lambda p: p.srem(tx.keys.open_tasks(), task_id))
     return True
 
 
@@ -71,7 +75,7 @@ def delete(ctx: Context, task_id: str) -> None:
         if not TaskState(task["state"]).terminal:
             raise BadRequest(f"Task cannot be deleted in {task['state'].lower()} state. Try after some time.")
         tx.delete(K.TASK, task_id)
-        tx.call(lambda p: p.delete(ctx.keys.task_nodes(task_id)))
+        tx.call(lambda p: p.delete(ctx.keys.task_nodes(task_id), ctx.keys.deploy_progress(task_id)))
 
     ctx.docs.transact(body)
 
@@ -83,9 +87,12 @@ def search(ctx: Context, body: dict | None) -> dict:
 
 def open_tasks(ctx: Context, task_type: TaskType | None = None, model_id: str | None = None
                ) -> list[tuple[str, dict[str, Any]]]:
+    """Tasks still CREATED or RUNNING (from the open-task index, not a scan of every task)."""
+    ids = sorted(i.decode() for i in ctx.redis.smembers(ctx.keys.open_tasks()))
     out = []
-    for task_id, task in ctx.docs.all(K.TASK):
+    for task_id, task in ctx.docs.get_many(K.TASK, ids):
         if TaskState(task["state"]).terminal:
+            ctx.redis.srem(ctx.keys.open_tasks(), task_id)
             continue
         if task_type is not None and task.get("task_type") != task_type.value:
             continue

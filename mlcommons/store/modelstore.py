@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 import redis
 
@@ -27,7 +27,7 @@ class ModelStore(ABC):
         """Size of chunks 0..total-1, None for a missing one."""
 
     @abstractmethod
-    def delete_chunks(self, model_id: str, total: int) -> int: ...
+    def delete_chunks(self, model_id: str, total: int | None) -> int: ...
 
     @abstractmethod
     def copy_chunks(self, source_id: str, target_id: str, total: int) -> None: ...
@@ -52,9 +52,19 @@ class RedisModelStore(ModelStore):
         raw = pipe.execute()
         return [raw[2 * n + 1] if raw[2 * n] else None for n in range(total)]
 
-    def delete_chunks(self, model_id: str, total: int) -> int:
-        keys = [self.keys.chunk(model_id, n) for n in range(total)]
-        return self.client.delete(*keys) if keys else 0
+    def delete_chunks(self, model_id: str, total: int | None) -> int:
+        """Delete chunks 0..total-1; with ``total`` None (a write that died midway, count unknown),
+        every chunk from 0 up to the first missing one: chunks are always written in order."""
+        if total is not None:
+            keys = [self.keys.chunk(model_id, n) for n in range(total)]
+            return self.client.delete(*keys) if keys else 0
+        deleted, start, batch = 0, 0, 64
+        while True:
+            count = self.client.delete(*[self.keys.chunk(model_id, n) for n in range(start, start + batch)])
+            deleted += count
+            if count < batch:
+                return deleted
+            start += batch
 
     def copy_chunks(self, source_id: str, target_id: str, total: int) -> None:
         pipe = self.client.pipeline(transaction=False)
@@ -103,8 +113,10 @@ def write_chunks(store: ModelStore, model_id: str, stream: BinaryIO, chunk_size:
     return Digest(size=size, sha256=digest.hexdigest(), total_chunks=count)
 
 
-def read_chunks(store: ModelStore, model_id: str, total_chunks: int, out: BinaryIO) -> Digest:
-    """Stream every chunk into ``out`` while hashing; a missing chunk raises KeyError."""
+def read_chunks(store: ModelStore, model_id: str, total_chunks: int, out: BinaryIO,
+                on_chunk: Callable[[int], None] | None = None) -> Digest:
+    """Stream every chunk into ``out`` while hashing; a missing chunk raises KeyError.
+    ``on_chunk(n)`` is called after chunk ``n`` (it may raise to stop)."""
     digest = hashlib.sha256()
     size = 0
     for number in range(total_chunks):
@@ -114,4 +126,6 @@ def read_chunks(store: ModelStore, model_id: str, total_chunks: int, out: Binary
         digest.update(chunk)
         out.write(chunk)
         size += len(chunk)
+        if on_chunk is not None:
+            on_chunk(number)
     return Digest(size=size, sha256=digest.hexdigest(), total_chunks=total_chunks)

@@ -37,8 +37,9 @@ def test_predict_errors(cluster, tiny):
                  "Failed to find model with the provided model id: nope")
     zip_path, info = tiny
     model_id = register_url(cluster, zip_path, info)
-    assert_error(cluster.api.post(f"{ML}/models/{model_id}/_predict", {"text_docs": ["x"]}), 400,
-                 "Model not ready yet. Please deploy the model first.")
+    with cluster.settings({"plugins.ml_commons.model_auto_deploy.enable": False}):
+        assert_error(cluster.api.post(f"{ML}/models/{model_id}/_predict", {"text_docs": ["x"]}), 400,
+                     "Model not ready yet. Please deploy the model first.")
     assert_error(cluster.api.post(f"{ML}/_predict/not_an_algo/{model_id}", {"text_docs": ["x"]}), 400,
                  "Wrong function name")
     assert_error(cluster.api.post(f"{ML}/models/{model_id}/_predict", {}), 400)

@@ -61,7 +61,8 @@ def test_deploy_to_every_node_predict_undeploy_delete(cluster, tiny, reference):
     assert model["current_worker_node_count"] == 0 and model["planning_worker_node_count"] == 0
     for node in cluster.nodes:
         wait_for(lambda: model_id not in node_models(cluster, node), 10, message=f"{node} to drop the model")
-    resp = cluster.api.post(f"{ML}/models/{model_id}/_predict", {"text_docs": ["x"]})
+    with cluster.settings({"plugins.ml_commons.model_auto_deploy.enable": False}):
+        resp = cluster.api.post(f"{ML}/models/{model_id}/_predict", {"text_docs": ["x"]})
     assert resp.status == 400
     assert resp.error["reason"] == "Model not ready yet. Please deploy the model first."
 

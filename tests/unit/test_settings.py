@@ -5,7 +5,13 @@ import pytest
 import yaml
 
 from mlcommons.errors import BadRequest
-from mlcommons.settings import SETTINGS, default_config_path, env_name, load_file, static_values, validate_update
+from mlcommons.settings import (
+    SETTINGS, default_config_path, env_name, load_file, render_file, static_values, validate_update,
+)
+
+
+def test_config_file_is_the_generated_one():
+    assert default_config_path().read_text() == render_file(), "run: python -m mlcommons.settings > config/mlcommons.yml"
 
 
 def test_config_file_documents_every_setting_with_its_default():

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from mlcommons.api.http import flag, read_json, respond, string_list
 from mlcommons.core import deploy as deploys
-from mlcommons.core import models, register as registration
+from mlcommons.core import models, register as registration, undeploy as undeploys
 from mlcommons.errors import BadRequest
 
 
@@ -90,10 +90,12 @@ async def _undeploy(request: web.Request, model_ids: list[str], node_ids: list[s
     svc = _svc(request)
     if node_ids and not svc.settings.get("plugins.ml_commons.allow_custom_deployment_plan"):
         raise BadRequest("Don't allow custom deployment plan")
-    plan = await svc.run(deploys.plan_undeploy, svc.ctx, model_ids, node_ids)
+    plan = await svc.run(undeploys.plan, svc.ctx, model_ids, node_ids)
     replies = await svc.wait_job_replies(plan["request_id"], len(plan["nodes"]),
                                          svc.settings.get("mlcommons.undeploy.timeout_seconds"))
-    result = await svc.run(deploys.finish_undeploy, svc.ctx, plan, replies)
+    result = await svc.run(undeploys.finish, svc.ctx, plan, replies)
+    for model_id in model_ids:
+        svc.models.forget(model_id)
     return respond(result)
 
 

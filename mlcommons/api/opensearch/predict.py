@@ -5,15 +5,19 @@ awaited reply, and the embeddings written out by orjson straight from the float3
 """
 from __future__ import annotations
 
+import asyncio
 import base64
+import time
 
 import numpy as np
 from aiohttp import web
 
 from mlcommons.api.http import read_json, respond
+from mlcommons.core import deploy as deploys
+from mlcommons.core import models, tasks
 from mlcommons.core.predict import NoRoute
-from mlcommons.errors import BadRequest, Forbidden
-from mlcommons.types import FunctionName
+from mlcommons.errors import BadRequest, Forbidden, RequestTimeout, ServiceUnavailable
+from mlcommons.types import FunctionName, ModelState, TaskState
 
 NOT_READY = "Model not ready yet. Please deploy the model first."
 OUTPUT_NAME = "sentence_embedding"
@@ -34,11 +38,50 @@ async def predict(request: web.Request) -> web.Response:
         raise Forbidden("Model is disabled.")
     texts = _text_docs(body)
     options = _options(body)
+    timeout = svc.settings.get("mlcommons.predict.timeout_seconds")
+    deadline = time.monotonic() + timeout
     try:
-        result = await svc.predict.embed(model_id, texts, svc.settings.get("mlcommons.predict.timeout_seconds"))
+        result = await svc.predict.embed(model_id, texts, timeout)
     except NoRoute:
-        raise BadRequest(NOT_READY) from None
+        await ensure_deployed(svc, model_id, deadline)
+        result = await svc.predict.embed(model_id, texts, max(0.01, deadline - time.monotonic()))
     return respond({"inference_results": _results(result.vectors, options)})
+
+
+async def ensure_deployed(svc, model_id: str, deadline: float) -> None:
+    """Auto-deploy on the first predict: deploy a model nobody serves and wait until it serves.
+    Concurrent first predicts share one deploy (a model has at most one open deploy task).
+    ML Commons does this for remote models only; we do it for local models too."""
+    if not svc.settings.get("plugins.ml_commons.model_auto_deploy.enable"):
+        raise BadRequest(NOT_READY)
+    model = await svc.run(models.get_doc, svc.ctx, model_id)
+    if (model.get("deploy_setting") or {}).get("is_auto_deploy_enabled") is False:
+        raise BadRequest(f"Auto deployment disabled for this model, please deploy model first: {model_id}")
+    state = model["model_state"]
+    if state == ModelState.REGISTERING.value:
+        raise BadRequest(NOT_READY)
+    if state == ModelState.DEPLOY_FAILED.value and model.get("_failed_by") == deploys.FAILED_BY_DEPLOY:
+        # A model whose deploy failed everywhere is not redeployed by every request that reaches it.
+        raise BadRequest(f"{NOT_READY} Its last deploy failed on every node; see its DEPLOY_MODEL task.")
+    try:
+        reply = await svc.run(deploys.deploy, svc.ctx, model_id, None, deploys.Reason.PREDICT)
+    except BadRequest as exc:
+        raise ServiceUnavailable(f"Model [{model_id}] is not deployed and cannot be deployed now: {exc.reason}") from None
+    task_id = reply["task_id"]
+    wait_until = min(deadline, time.monotonic() + svc.settings.get("mlcommons.predict.auto_deploy_wait_seconds"))
+    route = svc.keys.route(model_id)
+    checks = 0
+    while time.monotonic() < wait_until:
+        if int(await svc.aredis.hget(route, "workers") or 0) > 0:
+            return
+        checks += 1
+        if checks % 10 == 0:
+            task = await svc.run(tasks.get, svc.ctx, task_id)
+            if TaskState(task["state"]).terminal and int(await svc.aredis.hget(route, "workers") or 0) == 0:
+                raise ServiceUnavailable(f"Model [{model_id}] could not be deployed for this prediction: "
+                                         f"{task.get('error') or task['state']}")
+        await asyncio.sleep(0.02)
+    raise RequestTimeout(f"Model [{model_id}] was still deploying (task [{task_id}]) when the prediction timed out")
 
 
 def _text_docs(body: dict) -> list[str]:

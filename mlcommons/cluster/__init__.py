@@ -1,0 +1,1 @@
+"""The cluster watcher: one acting process at a time reconciles the cluster toward its documents."""
