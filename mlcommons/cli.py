@@ -6,11 +6,10 @@ import asyncio
 import logging
 import os
 import signal
-import subprocess
 import sys
+import time
 from pathlib import Path
 
-from mlcommons.procutil import die_with_parent, stop_process
 
 log = logging.getLogger("mlcommons")
 
@@ -71,41 +70,16 @@ def cmd_api(args) -> int:
 
 # --- serve ---------------------------------------------------------------------------------
 
-class Stack:
-    """The processes of a single-machine stack, stopped in reverse order of start."""
-
-    def __init__(self, data_dir: Path):
-        self.data_dir = data_dir
-        self.logs = data_dir / "logs"
-        self.logs.mkdir(parents=True, exist_ok=True)
-        self.children: list[tuple[str, subprocess.Popen]] = []
-        self.redis = None
-
-    def spawn(self, name: str, argv: list[str], env: dict | None = None) -> subprocess.Popen:
-        log_file = open(self.logs / f"{name}.log", "ab")
-        proc = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, env=env,
-                                preexec_fn=die_with_parent)
-        log_file.close()
-        self.children.append((name, proc))
-        return proc
-
-    def stop(self) -> None:
-        for name, proc in reversed(self.children):
-            code = stop_process(proc, timeout=30)
-            log.info("%s stopped (exit %s)", name, code)
-        self.children.clear()
-        if self.redis is not None:
-            self.redis.stop()
-            log.info("embedded Redis stopped")
-            self.redis = None
-
-
 def cmd_serve(args) -> int:
+    """Every part is a child process the supervisor restarts if it dies: Redis (when embedded)
+    on the same port from its append-only file, each worker as the same node, the API, and
+    rq-dashboard. SIGINT/SIGTERM stop them in reverse order."""
     _offline_env()
+    from mlcommons.supervisor import Supervisor
+
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    stack = Stack(data_dir)
-    # Until the API's loop takes over, a signal only records that we should stop.
+    sup = Supervisor(data_dir)
     stop_requested: list[int] = []
     previous = {sig: signal.signal(sig, lambda signum, _frame: stop_requested.append(signum))
                 for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -114,44 +88,46 @@ def cmd_serve(args) -> int:
         if url is None:
             from mlcommons.embedded_redis import EmbeddedRedis
 
-            stack.redis = EmbeddedRedis(data_dir / "redis")
-            url = stack.redis.start()
+            redis_server = EmbeddedRedis(data_dir / "redis")
+            url = redis_server.start()
+
+            def restart_redis():
+                redis_server.start()  # the same port and append-only file
+                return redis_server.proc
+
+            sup.add("redis", restart_redis, stop_timeout=30, running=redis_server.proc)
             print(f"redis      {url} (embedded, append-only file in {data_dir / 'redis'})", flush=True)
         else:
             print(f"redis      {url}", flush=True)
         env = {**os.environ, "MLCOMMONS_REDIS_URL": url}
         config = ["--config", args.config] if args.config else []
+        python = sys.executable
         for i in range(args.workers):
             node_dir = data_dir / "nodes" / str(i)
-            proc = stack.spawn(f"worker-{i}", [sys.executable, "-m", "mlcommons", "worker", "--redis-url", url,
-                                               "--data-dir", str(node_dir), *config], env)
-            print(f"worker {i}   pid {proc.pid}, data {node_dir}, log {stack.logs / f'worker-{i}.log'}", flush=True)
+            argv = [python, "-m", "mlcommons", "worker", "--redis-url", url, "--data-dir", str(node_dir), *config]
+            part = sup.add(f"worker-{i}", lambda argv=argv, name=f"worker-{i}": sup.spawn(name, argv, env))
+            print(f"worker {i}   pid {part.proc.pid}, data {node_dir}, log {sup.logs / f'worker-{i}.log'}",
+                  flush=True)
+        argv = [python, "-m", "mlcommons", "api", "--redis-url", url, "--host", args.host, "--port",
+                str(args.port), *config]
+        part = sup.add("api", lambda: sup.spawn("api", argv, env))
+        print(f"api        http://{args.host}:{args.port} (pid {part.proc.pid}, log {sup.logs / 'api.log'})",
+              flush=True)
         if args.dashboard_port:
-            stack.spawn("dashboard", [sys.executable, "-m", "rq_dashboard", "--bind", "127.0.0.1",
-                                      "--port", str(args.dashboard_port), "--redis-url", url], env)
+            argv = [python, "-m", "rq_dashboard", "--bind", "127.0.0.1", "--port", str(args.dashboard_port),
+                    "--redis-url", url]
+            sup.add("dashboard", lambda: sup.spawn("dashboard", argv, env), stop_timeout=5)
             print(f"dashboard  http://127.0.0.1:{args.dashboard_port} (rq-dashboard)", flush=True)
-        from mlcommons.api.app import serve
-        from mlcommons.core.context import Context
-
-        ctx = Context.connect(url, static=_static(args), auto_refresh=False)
-        print(f"api        http://{args.host}:{args.port}", flush=True)
-        if not stop_requested:
-            asyncio.run(_serve_until_signal(serve, ctx, args.host, args.port))
+        while not stop_requested:
+            sup.check()
+            time.sleep(0.2)
     finally:
+        print("stopping...", flush=True)
+        sup.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        print("stopping...", flush=True)
-        stack.stop()
         print("stopped", flush=True)
     return 0
-
-
-async def _serve_until_signal(serve, ctx, host: str, port: int) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await serve(ctx, host, port, stop=stop)
 
 
 def main(argv: list[str] | None = None) -> int:

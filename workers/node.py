@@ -24,6 +24,7 @@ import msgpack
 import orjson
 import redis
 from rq import SimpleWorker
+from rq.timeouts import JobTimeoutException
 
 from mlcommons import dataplane as dp
 from mlcommons import failpoints
@@ -189,7 +190,13 @@ class WorkerNode:
                     self._drop(model_id)
                 raise DeployCancelled("the deploy was cancelled while the node was loading the model")
         except Exception as exc:
-            message = str(exc) if isinstance(exc, NodeError) else f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, JobTimeoutException):
+                limit = self.ctx.settings.get("plugins.ml_commons.ml_task_timeout_in_seconds")
+                message = f"timed out after {limit} seconds"
+            elif isinstance(exc, NodeError):
+                message = str(exc)
+            else:
+                message = f"{type(exc).__name__}: {exc}"
             with self._lock:
                 holds = model_id in self.hosted
             deploys.report_deploy(self.ctx, task_id, model_id, self.node_id, message, holds_model=holds)

@@ -35,25 +35,30 @@ def step(ctx: Context) -> dict[str, list]:
 
 
 def _reconcile_holders(ctx: Context, live: dict, models: dict, report: dict) -> None:
-    seen: set[str] = set()
+    # A difference counts only when two different heartbeats of the node show it: one heartbeat
+    # may have been taken just before a deploy or undeploy finished, and a node that died keeps
+    # its last heartbeat until liveness notices.
+    seen: dict[str, int] = {}
     for node_id, info in live.items():
         held = set((info.get("models") or {}).keys())
+        beat = int(info.get("last_heartbeat") or 0)
         for model_id, model in models.items():
             claimed = node_id in (model.get("current_worker_nodes") or [])
             if claimed and model_id not in held:
-                seen.add(f"{node_id}|{model_id}|missing")
+                seen[f"{node_id}|{model_id}|missing"] = beat
             elif not claimed and model_id in held and not model.get("_deploy_task"):
-                seen.add(f"{node_id}|{model_id}|extra")
+                seen[f"{node_id}|{model_id}|extra"] = beat
         for model_id in held - set(models):
-            seen.add(f"{node_id}|{model_id}|stray")
+            seen[f"{node_id}|{model_id}|stray"] = beat
     key = ctx.keys.watcher_state("sync_suspects")
-    before = {m.decode() for m in ctx.redis.smembers(key)}
+    before = {k.decode(): int(v) for k, v in ctx.redis.hgetall(key).items()}
     pipe = ctx.redis.pipeline(transaction=True)
     pipe.delete(key)
     if seen:
-        pipe.sadd(key, *seen)
+        pipe.hset(key, mapping=seen)
     pipe.execute()
-    for item in sorted(seen & before):
+    confirmed = [item for item, beat in seen.items() if item in before and beat > before[item]]
+    for item in sorted(confirmed):
         node_id, model_id, kind = item.split("|")
         model = models.get(model_id)
         if kind == "missing":

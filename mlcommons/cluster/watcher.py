@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 
-from mlcommons.cluster import liveness, redeploy, syncup, timeouts
+from mlcommons.cluster import liveness, orphans, redeploy, syncup, timeouts
 from mlcommons.cluster.leader import Lease
 from mlcommons.core.context import Context
 from mlcommons.ids import new_id
@@ -28,6 +28,8 @@ class Watcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_sync = 0.0
+        self._last_ok = 0.0
+        self._liveness_from = 0.0
         self.rounds = 0
 
     def start(self) -> None:
@@ -57,12 +59,22 @@ class Watcher:
     def round(self) -> None:
         """One pass of every reconcile step, in dependency order."""
         self.rounds += 1
-        liveness.step(self.ctx)
+        now = time.monotonic()
+        expiry = self.ctx.settings.get("mlcommons.node.heartbeat_expiry_seconds")
+        if now - self._last_ok > expiry:
+            # This watcher just started, or Redis was away (perhaps restarted from its
+            # append-only file, with heartbeats expired meanwhile): give every node one expiry
+            # to be heard from before calling it dead.
+            self._liveness_from = now + expiry
+        self._last_ok = now
+        if now >= self._liveness_from:
+            liveness.step(self.ctx)
         timeouts.step(self.ctx)
         interval = self.ctx.settings.get("plugins.ml_commons.sync_up_job_interval_in_seconds")
         if interval > 0 and time.monotonic() - self._last_sync >= interval:
             self._last_sync = time.monotonic()
             syncup.step(self.ctx)
+        orphans.step(self.ctx)
         redeploy.step(self.ctx)
 
 

@@ -36,6 +36,8 @@ class Reason(str, Enum):
 # failed on every node (as in ML Commons, never retried on its own).
 FAILED_BY_NODE_LOSS = "node_lost"
 FAILED_BY_DEPLOY = "deploy"
+# An undeploy that has not finished within this long (its API process died) no longer blocks redeploys.
+UNDEPLOY_GUARD_MS = 5 * 60 * 1000
 
 
 def model_not_found(model_id: str) -> NotFound:
@@ -112,6 +114,9 @@ def deploy(ctx: Context, model_id: str, node_ids: list[str] | None = None,
 def wants_redeploy(model: dict[str, Any]) -> bool:
     """Whether a model is meant to be served: deployed (fully or partly), or failed only
     because its nodes went away. A deploy that failed on its own is not retried (as in ML Commons)."""
+    undeploying = model.get("_undeploying")
+    if undeploying and now_ms() - int(undeploying) < UNDEPLOY_GUARD_MS:
+        return False
     state = model.get("model_state")
     if state in (ModelState.DEPLOYED.value, ModelState.PARTIALLY_DEPLOYED.value):
         return True

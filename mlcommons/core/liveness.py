@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 
-import msgpack  # noqa: F401  (the data plane's format; see dataplane)
-
 from mlcommons import dataplane as dp
 from mlcommons.core import deploy as deploys
 from mlcommons.core import jobs
@@ -31,12 +29,8 @@ def run_ended(ctx: Context, node_id: str, boot_id: str | None, reason: str, *, r
             _close_task_of(ctx, job, node_id, reason)
     held = deploys.node_left(ctx, node_id, reason, fail_open_parts=not restarting)
     _hand_back_predictions(ctx, node_id)
-    for model_id in held:
-        if int(ctx.redis.hget(ctx.keys.route(model_id), "workers") or 0) == 0:
-            failed = dp.drain_with_error(ctx.redis, ctx.keys.predict_queue(model_id), NO_SERVER,
-                                         f"no worker node serves model [{model_id}] any more: {reason}")
-            if failed:
-                log.info("failed %d queued predictions of %s: no node left", failed, model_id)
+    # Requests still queued for a deployment nobody serves now are failed by the watcher's
+    # orphans step (the same round, or the next).
     if boot_id:
         jobs.forget_worker(ctx, node_id, boot_id)
     return held

@@ -30,6 +30,9 @@ def plan(ctx: Context, model_ids: list[str], node_ids: list[str] | None) -> dict
     if len(model_ids) == 1 and not found:
         raise model_not_found(model_ids[0])
     for model_id in found:
+        # Until finish() the model is being undeployed: the watcher must not redeploy it
+        # while its nodes drop it one by one.
+        ctx.docs.update(K.MODEL, model_id, {"_undeploying": now_ms()})
         _cancel_pending_deploy(ctx, model_id, node_ids)
     live = nodes.live_nodes(ctx)
     targets = sorted(n for n in live if not node_ids or n in node_ids)
@@ -93,7 +96,7 @@ def finish(ctx: Context, planned: dict[str, Any], replies: dict[str, dict]) -> d
                          if n not in live and (not node_filter or n in node_filter)]:
                 set_holder(tx, ctx, model_id, model, gone, False)
             current = model.get("current_worker_nodes", [])
-            fields: dict[str, Any] = {"last_updated_time": now_ms()}
+            fields: dict[str, Any] = {"last_updated_time": now_ms(), "_undeploying": None}
             if not current:
                 fields.update(model_state=ModelState.UNDEPLOYED.value, planning_worker_nodes=[],
                               planning_worker_node_count=0, current_worker_node_count=0,
