@@ -195,13 +195,19 @@ class Chaos:
         pid = pid_of(self.data_dir, name)
         return pid is not None and pid != old_pid
 
+    def boots(self) -> dict[str, tuple[int, str]]:
+        """node id -> (pid, boot id) of each live node."""
+        return {n: (info["pid"], info["boot_id"]) for n, info in self.api.ok("GET", "/_nodes")["nodes"].items()}
+
     def round(self, number: int, kind: str) -> dict:
         worker = f"worker-{self.rng.randrange(self.workers)}"
         victim = {"api": "api", "redis": "redis"}.get(kind, worker)
+        before = wait(self.boots, 30) or {}
         if kind == "worker-deploying":
             model_id = self.rng.choice(self.models)
-            self.api.ok("POST", f"{ML}/models/{model_id}/_undeploy")
-            self.api.ok("POST", f"{ML}/models/{model_id}/_deploy")
+            self.api.call("POST", f"{ML}/models/{model_id}/_undeploy")
+            # (a prediction may have started an auto-deploy already; then this joins it)
+            self.api.call("POST", f"{ML}/models/{model_id}/_deploy")
             time.sleep(self.rng.uniform(0.0, 0.6))  # somewhere in the download or the load
         elif kind == "worker-predicting":
             time.sleep(self.rng.uniform(0.0, 0.3))
@@ -210,6 +216,10 @@ class Chaos:
         old_pid = self.kill(victim, sig)
         back = wait(lambda: self.restarted(victim, old_pid), 60, 0.05)
         restarted_at = time.monotonic()
+        node = next((n for n, (pid, _) in before.items() if pid == old_pid), None)
+        if node is not None:
+            # the node's new run must have announced itself before "settled" means anything
+            wait(lambda: self.boots().get(node, (0, before[node][1]))[1] != before[node][1], 120, 0.1)
         ok = wait(self.settled, 180, 0.2)
         done_at = time.monotonic()
         result = {"round": number, "kind": kind, "victim": victim, "restarted": bool(back),

@@ -140,7 +140,6 @@ class WorkerNode:
             for hosted in held:
                 hosted.stop()
             if held:
-                undeploys.report(self.ctx, self.node_id, [h.model_id for h in held])
                 deploys.node_left(self.ctx, self.node_id, "the node stopped", fail_open_parts=False)
             nodes.leave(self.ctx, self.node_id, self.boot_id)
         except redis.exceptions.ConnectionError as exc:

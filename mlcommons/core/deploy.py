@@ -61,6 +61,8 @@ def deploy(ctx: Context, model_id: str, node_ids: list[str] | None = None,
         if model is None:
             raise model_not_found(model_id)
         state = ModelState(model["model_state"])
+        if reason is Reason.PREDICT and _undeploying(model):
+            raise BadRequest(f"Model [{model_id}] is being undeployed")
         if state not in DEPLOYABLE_MODEL_STATES:
             raise BadRequest(f"Model [{model_id}] is in {state.value} state and cannot be deployed yet; "
                              "wait for its registration to complete")
@@ -70,7 +72,9 @@ def deploy(ctx: Context, model_id: str, node_ids: list[str] | None = None,
         if pending:
             running = tx.get(K.TASK, pending)
             if running is not None and not TaskState(running["state"]).terminal:
-                if reason is not Reason.USER or sorted(running.get("worker_node", [])) == targets:
+                # Another deploy of this model is under way: join it, unless the caller asked for
+                # a different set of nodes.
+                if reason is not Reason.USER or not custom or sorted(running.get("worker_node", [])) == targets:
                     return pending, False
                 raise Conflict(f"Model [{model_id}] is already being deployed by task [{pending}]; "
                                "wait for it to finish")
@@ -114,13 +118,17 @@ def deploy(ctx: Context, model_id: str, node_ids: list[str] | None = None,
 def wants_redeploy(model: dict[str, Any]) -> bool:
     """Whether a model is meant to be served: deployed (fully or partly), or failed only
     because its nodes went away. A deploy that failed on its own is not retried (as in ML Commons)."""
-    undeploying = model.get("_undeploying")
-    if undeploying and now_ms() - int(undeploying) < UNDEPLOY_GUARD_MS:
+    if _undeploying(model):
         return False
     state = model.get("model_state")
     if state in (ModelState.DEPLOYED.value, ModelState.PARTIALLY_DEPLOYED.value):
         return True
     return state == ModelState.DEPLOY_FAILED.value and model.get("_failed_by") == FAILED_BY_NODE_LOSS
+
+
+def _undeploying(model: dict[str, Any]) -> bool:
+    since = model.get("_undeploying")
+    return bool(since) and now_ms() - int(since) < UNDEPLOY_GUARD_MS
 
 
 def missing_nodes(model: dict[str, Any], live: list[str]) -> list[str]:

@@ -97,10 +97,18 @@ def finish(ctx: Context, planned: dict[str, Any], replies: dict[str, dict]) -> d
                 set_holder(tx, ctx, model_id, model, gone, False)
             current = model.get("current_worker_nodes", [])
             fields: dict[str, Any] = {"last_updated_time": now_ms(), "_undeploying": None}
+            pending = model.get("_deploy_task")
+            newer = tx.get(K.TASK, pending) if pending else None
+            if newer is not None and not TaskState(newer["state"]).terminal:
+                # A deploy asked for after this undeploy began (plan() cancelled the older one):
+                # it owns the plan and the state now.
+                tx.update(K.MODEL, model_id, fields)
+                return
             if not current:
                 fields.update(model_state=ModelState.UNDEPLOYED.value, planning_worker_nodes=[],
                               planning_worker_node_count=0, current_worker_node_count=0,
-                              deploy_to_all_nodes=False, last_undeployed_time=now_ms(), _failed_by=None)
+                              deploy_to_all_nodes=False, last_undeployed_time=now_ms(), _failed_by=None,
+                              _deploy_task=None)
             else:
                 kept = [n for n in model.get("planning_worker_nodes", []) if node_filter and n not in node_filter]
                 plan_ = sorted(set(kept) | set(current))

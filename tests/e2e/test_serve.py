@@ -64,8 +64,24 @@ def test_serve_deploy_predict_and_stop_cleanly(tmp_path):
         assert jobs.status == 200
         assert any(deploy["task_id"] in job["description"] for job in jobs.body["jobs"]), jobs.body
 
+        # A worker that crashes is restarted by the supervisor as the same node, and the model
+        # comes back on it without anyone calling _deploy.
+        worker_pid = int((tmp_path / "data" / "run" / "worker-0.pid").read_text())
+        os.kill(worker_pid, signal.SIGKILL)
+        wait_for(lambda: int((tmp_path / "data" / "run" / "worker-0.pid").read_text()) != worker_pid, 30, 0.1,
+                 "the supervisor to restart the worker")
+
+        def redeployed():
+            nodes = api.get("/_nodes").body["nodes"]
+            return (node in nodes and nodes[node]["pid"] != worker_pid and model_id in nodes[node]["models"]
+                    and api.get(f"{ML}/models/{model_id}").body["model_state"] == "DEPLOYED")
+
+        wait_for(redeployed, 120, 0.2, "the model to be deployed again on the restarted node")
+        body = api.post(f"{ML}/_predict/text_embedding/{model_id}", {"text_docs": ["hello again"]}).body
+        assert body["inference_results"][0]["output"][0]["shape"] == [384]
+
         tree = descendants(proc.pid)
-        assert len(tree) >= 3  # redis, a worker, the dashboard
+        assert len(tree) >= 4  # redis, a worker, the API, the dashboard
     finally:
         proc.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal does
         code = proc.wait(90)
