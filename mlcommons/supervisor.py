@@ -69,8 +69,8 @@ class Supervisor:
                 code = part.proc.returncode
                 lived = now - part.started_at
                 # A part that ran for a while is restarted at once; one that keeps dying at
-                # start waits longer each time (up to 10 s), so a crash loop does not spin.
-                part.backoff = 0.5 if lived > 10 else min(part.backoff * 2, 10.0)
+                # start waits longer each time (up to 5 s), so a crash loop does not spin.
+                part.backoff = 0.5 if lived > 10 else min(part.backoff * 2, 5.0)
                 part.next_start = now + (0.1 if lived > 10 else part.backoff)
                 log.warning("%s exited (code %s) after %.1fs; restarting", part.name, code, lived)
             elif now >= part.next_start:

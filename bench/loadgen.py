@@ -1,0 +1,112 @@
+"""A lean HTTP load generator: C keep-alive connections, each sending prebuilt _predict requests
+one after another, reading only what it must of each response. It runs in its own process, and
+its CPU is part of what the served figures pay for, as it would be for real clients.
+
+    python bench/loadgen.py URL PATH --concurrency 32 --docs-per-request 1 --total-docs 2000
+
+Prints one JSON object: docs/s, requests/s, latency percentiles, statuses, and a check that every
+request got exactly one answer with one embedding per document.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.workload import sentences  # noqa: E402
+
+
+def build_requests(host: str, path: str, docs: list[str], per_request: int) -> list[bytes]:
+    out = []
+    for start in range(0, len(docs), per_request):
+        body = json.dumps({"text_docs": docs[start:start + per_request]}).encode()
+        head = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        out.append(head + body)
+    return out
+
+
+async def worker(host, port, queue: asyncio.Queue, results: list, expect_docs: dict):
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        while True:
+            try:
+                index, request = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            started = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            body = await reader.readexactly(length)
+            elapsed = time.perf_counter() - started
+            ok = status == 200 and body.count(b'"sentence_embedding"') == expect_docs[index]
+            results.append((index, status, elapsed, ok))
+    finally:
+        writer.close()
+
+
+async def run(url: str, path: str, concurrency: int, per_request: int, total_docs: int, warmup: int) -> dict:
+    parts = urlsplit(url)
+    host, port = parts.hostname, parts.port
+    docs = sentences(total_docs)
+    requests = build_requests(f"{host}:{port}", path, docs, per_request)
+    expect = {i: len(docs[i * per_request:(i + 1) * per_request]) for i in range(len(requests))}
+    if warmup:
+        warm = asyncio.Queue()
+        for i, req in enumerate(build_requests(f"{host}:{port}", path, sentences(warmup, seed=1), per_request)):
+            warm.put_nowait((i, req))
+        await asyncio.gather(*[worker(host, port, warm, [], {i: per_request for i in range(warmup)})
+                               for _ in range(min(concurrency, warmup))])
+    queue: asyncio.Queue = asyncio.Queue()
+    for item in enumerate(requests):
+        queue.put_nowait(item)
+    results: list = []
+    started = time.perf_counter()
+    await asyncio.gather(*[worker(host, port, queue, results, expect) for _ in range(concurrency)])
+    wall = time.perf_counter() - started
+    latencies = sorted(r[2] for r in results)
+    statuses: dict[str, int] = {}
+    for r in results:
+        statuses[str(r[1])] = statuses.get(str(r[1]), 0) + 1
+
+    def pct(p):
+        return round(latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] * 1000, 2)
+
+    answered = sorted(r[0] for r in results)
+    return {
+        "concurrency": concurrency, "docs_per_request": per_request, "docs": total_docs,
+        "requests": len(requests), "seconds": round(wall, 3),
+        "docs_per_second": round(sum(expect[r[0]] for r in results if r[3]) / wall, 1),
+        "requests_per_second": round(len(results) / wall, 1),
+        "latency_ms": {"p50": pct(50), "p90": pct(90), "p99": pct(99), "max": pct(100)},
+        "statuses": statuses,
+        "every_request_answered_once": answered == list(range(len(requests))),
+        "all_ok": all(r[3] for r in results),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    parser.add_argument("path")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--docs-per-request", type=int, default=1)
+    parser.add_argument("--total-docs", type=int, default=2000)
+    parser.add_argument("--warmup", type=int, default=64)
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(run(args.url, args.path, args.concurrency, args.docs_per_request,
+                                     args.total_docs, args.warmup))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,254 @@
+"""The benchmark suite: one command that starts its own stack and measures, in the same run,
+each served figure against its in-process baseline.
+
+    .venv/bin/python bench/run.py            # about 10 minutes on 2 cores
+    .venv/bin/python bench/run.py --quick    # a smaller run, to see that it all works
+
+Figures (each printed with its ratio to the baseline measured in this run):
+  (a) in-process ceiling: sentence-transformers encode at batch 32, and the deployed runtime
+      called directly at batch 32;
+  (b) served throughput through HTTP _predict, 1/8/32/64 concurrent clients x 1 and 16 docs;
+  (c) latency p50/p99 of one-doc requests on an idle server vs the in-process forward;
+  (d) deploy time, POST _deploy to COMPLETED, vs loading the same archive from local disk;
+  (e) control-plane rate: deploy and undeploy tasks per second on a tiny model, vs rq's own
+      round trip for a job that does nothing;
+  (f) one worker node vs two on one deployment (on 2 cores expect no gain; nothing may be lost
+      or answered twice).
+Writes bench/results/report.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import redis  # noqa: E402
+from rq import Queue  # noqa: E402
+
+from bench.chaos import Api, wait  # noqa: E402
+from mlcommons.procutil import free_port  # noqa: E402
+
+ML = "/_plugins/_ml"
+MINILM = {"name": "huggingface/sentence-transformers/all-MiniLM-L6-v2", "version": "1.0.1",
+          "model_format": "TORCH_SCRIPT"}
+
+
+def sh(args: list[str], **kw) -> dict:
+    out = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, check=True, **kw)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+class Stack:
+    def __init__(self, workdir: Path, env: dict):
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "HF_HUB_OFFLINE": "1", **env}
+        self.log = open(workdir / "serve.log", "wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "mlcommons", "serve", "--port", str(self.port),
+                                      "--workers", "1", "--data-dir", str(workdir / "data"), "--dashboard-port",
+                                      "0"], cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.api = Api(self.url)
+        self.extra: list[subprocess.Popen] = []
+        if not wait(lambda: self.api.call("GET", "/")[0] == 200, 120):
+            raise RuntimeError(f"the stack did not start; see {workdir / 'serve.log'}")
+        self.redis_url = (workdir / "serve.log").read_text().split("redis      ")[1].split()[0]
+
+    def add_worker(self) -> None:
+        log = open(self.workdir / "worker-extra.log", "wb")
+        self.extra.append(subprocess.Popen([sys.executable, "-m", "mlcommons", "worker", "--redis-url",
+                                            self.redis_url, "--data-dir", str(self.workdir / "extra-node")],
+                                           cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT))
+
+    def stop(self) -> None:
+        for proc in self.extra:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(60)
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(120)
+
+
+def finished(api: Api, task_id: str) -> dict | None:
+    task = api.ok("GET", f"{ML}/tasks/{task_id}")
+    return task if task["state"] not in ("CREATED", "RUNNING") else None
+
+
+def register_minilm(api: Api) -> str:
+    task_id = api.ok("POST", f"{ML}/models/_register", MINILM)["task_id"]
+    task = wait(lambda: finished(api, task_id), 300, 0.05)
+    return task["model_id"]
+
+
+def deploy_and_wait(api: Api, model_id: str, poll: float = 0.005) -> tuple[float, dict]:
+    started = time.perf_counter()
+    task_id = api.ok("POST", f"{ML}/models/{model_id}/_deploy")["task_id"]
+    task = wait(lambda: finished(api, task_id), 300, poll)
+    return time.perf_counter() - started, task
+
+
+def dump_archive(redis_url: str, model_id: str, model: dict, path: Path) -> None:
+    client = redis.Redis.from_url(redis_url)
+    with open(path, "wb") as out:
+        for n in range(model["total_chunks"]):
+            out.write(client.get(f"mlc:chunk:{model_id}:{n}"))
+
+
+def loadgen(url: str, model_id: str, concurrency: int, per_request: int, docs: int) -> dict:
+    return sh(["bench/loadgen.py", url, f"{ML}/models/{model_id}/_predict", "--concurrency", str(concurrency),
+               "--docs-per-request", str(per_request), "--total-docs", str(docs)], timeout=1800)
+
+
+def inference_total(api: Api, model_id: str) -> int:
+    profile = api.ok("GET", f"{ML}/profile/models/{model_id}")
+    return sum(entry["model_inference_stats"]["count"]
+               for node in profile.get("nodes", {}).values() for m, entry in node["models"].items())
+
+
+def control_plane(stack: Stack, cycles: int) -> dict:
+    """Deploy/undeploy cycles of a tiny model, and rq's floor: ping jobs through the same worker."""
+    from tests.modelkit import tiny_archive
+
+    api = stack.api
+    zip_path, info = tiny_archive(stack.workdir / "tiny")
+    api.ok("PUT", "/_cluster/settings", {"persistent": {"plugins.ml_commons.allow_registering_model_via_url": True}})
+    body = {"name": "tiny", "model_format": "TORCH_SCRIPT", "function_name": "TEXT_EMBEDDING",
+            "model_content_hash_value": info["model_content_hash_value"], "model_config": info["model_config"],
+            "url": zip_path.resolve().as_uri()}
+    task_id = api.ok("POST", f"{ML}/models/_register", body)["task_id"]
+    model_id = wait(lambda: finished(api, task_id), 120, 0.01)["model_id"]
+    started = time.perf_counter()
+    for _ in range(cycles):
+        _, task = deploy_and_wait(api, model_id, poll=0.002)
+        assert task["state"] == "COMPLETED", task
+        api.ok("POST", f"{ML}/models/{model_id}/_undeploy")
+    elapsed = time.perf_counter() - started
+    node = api.ok("GET", "/_nodes")["nodes"]
+    queue = Queue(f"mlc.node.{next(iter(node))}", connection=redis.Redis.from_url(stack.redis_url))
+    pings = cycles * 2
+    started = time.perf_counter()
+    for _ in range(pings):
+        job = queue.enqueue("tasks.ping.ping")
+        deadline = time.monotonic() + 30
+        while job.get_status(refresh=True) != "finished" and time.monotonic() < deadline:
+            time.sleep(0.002)
+    ping_elapsed = time.perf_counter() - started
+    return {"tasks_per_second": round(cycles * 2 / elapsed, 2),
+            "rq_noop_jobs_per_second": round(pings / ping_elapsed, 2)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer documents and rounds")
+    parser.add_argument("--report", default=str(ROOT / "bench" / "results" / "report.json"))
+    args = parser.parse_args()
+    docs = 400 if args.quick else 2000
+    latency_docs = 60 if args.quick else 300
+    workdir = Path(tempfile.mkdtemp(prefix="mlcommons-bench-"))
+    stack = Stack(workdir, {})
+    report: dict = {"quick": args.quick, "docs": docs}
+    try:
+        api = stack.api
+        model_id = register_minilm(api)
+        _, task = deploy_and_wait(api, model_id)
+        assert task["state"] == "COMPLETED", task
+        model = api.ok("GET", f"{ML}/models/{model_id}")
+        archive = workdir / "minilm.zip"
+        dump_archive(stack.redis_url, model_id, model, archive)
+
+        print("(a) in-process baselines ...", flush=True)
+        base = sh(["bench/inprocess.py", str(archive), "--model-config", json.dumps(model["model_config"]),
+                   "--docs", str(docs), "--latency-docs", str(latency_docs)], timeout=1800)
+        report["in_process"] = base
+
+        print("(b) served throughput ...", flush=True)
+        served = []
+        for per_request in (1, 16):
+            for concurrency in (1, 8, 32, 64):
+                n = docs if concurrency > 1 else max(per_request * 20, docs // 4)
+                result = loadgen(stack.url, model_id, concurrency, per_request, n)
+                served.append(result)
+                print(f"    {concurrency:>2} clients x {per_request:>2} docs: {result['docs_per_second']:7.1f} docs/s",
+                      flush=True)
+        report["served"] = served
+
+        print("(c) idle latency ...", flush=True)
+        report["latency"] = loadgen(stack.url, model_id, 1, 1, latency_docs)
+
+        print("(d) deploy time ...", flush=True)
+        times = []
+        for _ in range(3):
+            api.ok("POST", f"{ML}/models/{model_id}/_undeploy")
+            elapsed, task = deploy_and_wait(api, model_id)
+            assert task["state"] == "COMPLETED", task
+            times.append(elapsed)
+        report["deploy_seconds"] = round(statistics.median(times), 3)
+
+        print("(e) control plane ...", flush=True)
+        report["control_plane"] = control_plane(stack, 5 if args.quick else 20)
+
+        print("(f) one node vs two ...", flush=True)
+        one = next(r for r in served if r["concurrency"] == 32 and r["docs_per_request"] == 1)
+        stack.add_worker()
+        wait(lambda: api.ok("GET", f"{ML}/models/{model_id}")["current_worker_node_count"] == 2, 180, 0.2)
+        before = inference_total(api, model_id)
+        two = loadgen(stack.url, model_id, 32, 1, docs)
+        computed = inference_total(api, model_id) - before
+        report["two_nodes"] = {"one_node_docs_per_second": one["docs_per_second"],
+                               "two_nodes_docs_per_second": two["docs_per_second"],
+                               "docs_sent": docs, "docs_computed": computed,
+                               "every_request_answered_once": two["every_request_answered_once"],
+                               "all_ok": two["all_ok"]}
+    finally:
+        stack.stop()
+    summary = summarize(report)
+    report["summary"] = summary
+    Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.report).write_text(json.dumps(report, indent=2))
+    print()
+    for line in summary["lines"]:
+        print(line)
+    print(f"\nreport written to {args.report}")
+    return 0
+
+
+def summarize(report: dict) -> dict:
+    base = report["in_process"]
+    st, rt = base["st_encode_docs_per_second"], base["runtime_docs_per_second"]
+    lines = [f"{'figure':<44} {'value':>12} {'baseline':>12} {'ratio':>7}",
+             f"{'(a) runtime direct, batch 32 (docs/s)':<44} {rt:>12.1f} {st:>12.1f} {rt / st:>7.2f}  vs ST encode"]
+    for r in report["served"]:
+        name = f"(b) served {r['concurrency']:>2} clients x {r['docs_per_request']:>2} docs (docs/s)"
+        lines.append(f"{name:<44} {r['docs_per_second']:>12.1f} {rt:>12.1f} {r['docs_per_second'] / rt:>7.2f}"
+                     f"  vs runtime; {r['docs_per_second'] / st:.2f} vs ST")
+    lat, inproc = report["latency"]["latency_ms"], base["runtime_latency_ms"]
+    lines.append(f"{'(c) one-doc latency p50 (ms)':<44} {lat['p50']:>12.2f} {inproc['p50']:>12.2f} "
+                 f"{lat['p50'] / inproc['p50']:>7.2f}  added {lat['p50'] - inproc['p50']:.2f} ms")
+    lines.append(f"{'(c) one-doc latency p99 (ms)':<44} {lat['p99']:>12.2f} {inproc['p99']:>12.2f} "
+                 f"{lat['p99'] / inproc['p99']:>7.2f}  added {lat['p99'] - inproc['p99']:.2f} ms")
+    dep, local = report["deploy_seconds"], base["local_load_seconds"]
+    lines.append(f"{'(d) deploy, POST to COMPLETED (s)':<44} {dep:>12.3f} {local:>12.3f} {dep / local:>7.2f}"
+                 "  vs local load")
+    cp = report["control_plane"]
+    lines.append(f"{'(e) deploy+undeploy tasks per second':<44} {cp['tasks_per_second']:>12.2f} "
+                 f"{cp['rq_noop_jobs_per_second']:>12.2f} {cp['tasks_per_second'] / cp['rq_noop_jobs_per_second']:>7.2f}"
+                 "  vs rq no-op jobs")
+    two = report["two_nodes"]
+    lines.append(f"{'(f) two nodes, 32 clients x 1 doc (docs/s)':<44} {two['two_nodes_docs_per_second']:>12.1f} "
+                 f"{two['one_node_docs_per_second']:>12.1f} "
+                 f"{two['two_nodes_docs_per_second'] / two['one_node_docs_per_second']:>7.2f}  vs one node; "
+                 f"computed {two['docs_computed']}/{two['docs_sent']}, answered once: {two['every_request_answered_once']}")
+    return {"lines": lines}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
