@@ -9,11 +9,13 @@ Figures (each printed with its ratio to the baseline measured in this run):
       called directly at batch 32;
   (b) served throughput through HTTP _predict, 1/8/32/64 concurrent clients x 1 and 16 docs;
   (c) latency p50/p99 of one-doc requests on an idle server vs the in-process forward;
-  (d) deploy time, POST _deploy to COMPLETED, vs loading the same archive from local disk;
+  (d) deploy time, POST _deploy to COMPLETED, vs loading the same archive from local disk: cold
+      (read from the model store) and from the node-local model cache;
   (e) control-plane rate: deploy and undeploy tasks per second on a tiny model, vs rq's own
       round trip for a job that does nothing;
   (f) one worker node vs two on one deployment (on 2 cores expect no gain; nothing may be lost
-      or answered twice).
+      or answered twice);
+  (g) allocations as threads in one process vs a process per allocation: docs/s and memory.
 Writes bench/results/report.json.
 """
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -185,13 +188,18 @@ def main() -> int:
         report["latency"] = loadgen(stack.url, model_id, 1, 1, latency_docs)
 
         print("(d) deploy time ...", flush=True)
-        times = []
+        cold, warm = [], []
         for _ in range(3):
-            api.ok("POST", f"{ML}/models/{model_id}/_undeploy")
-            elapsed, task = deploy_and_wait(api, model_id)
-            assert task["state"] == "COMPLETED", task
-            times.append(elapsed)
-        report["deploy_seconds"] = round(statistics.median(times), 3)
+            for use_cache, times in ((False, cold), (True, warm)):
+                api.ok("POST", f"{ML}/models/{model_id}/_undeploy")
+                if not use_cache:  # empty the node-local model caches: the deploy reads the store
+                    for cache in workdir.glob("**/models"):
+                        shutil.rmtree(cache, ignore_errors=True)
+                elapsed, task = deploy_and_wait(api, model_id)
+                assert task["state"] == "COMPLETED", task
+                times.append(elapsed)
+        report["deploy_seconds"] = round(statistics.median(cold), 3)
+        report["deploy_cached_seconds"] = round(statistics.median(warm), 3)
 
         print("(e) control plane ...", flush=True)
         report["control_plane"] = control_plane(stack, 5 if args.quick else 20)
@@ -202,12 +210,19 @@ def main() -> int:
         wait(lambda: api.ok("GET", f"{ML}/models/{model_id}")["current_worker_node_count"] == 2, 180, 0.2)
         before = inference_total(api, model_id)
         two = loadgen(stack.url, model_id, 32, 1, docs)
-        computed = inference_total(api, model_id) - before
+        # The counts travel in heartbeats: wait until they account for what was sent, or a deadline.
+        computed = wait(lambda: (n := inference_total(api, model_id) - before) >= docs and n, 15, 0.2) \
+            or inference_total(api, model_id) - before
         report["two_nodes"] = {"one_node_docs_per_second": one["docs_per_second"],
                                "two_nodes_docs_per_second": two["docs_per_second"],
                                "docs_sent": docs, "docs_computed": computed,
                                "every_request_answered_once": two["every_request_answered_once"],
                                "all_ok": two["all_ok"]}
+
+        print("(g) allocations as threads or processes (in-process) ...", flush=True)
+        report["allocations"] = sh(["bench/allocations.py", str(archive), "--model-config",
+                                    json.dumps(model["model_config"]), "--docs", str(docs // 2 if args.quick else 1600)],
+                                   timeout=1800)
     finally:
         stack.stop()
     summary = summarize(report)
@@ -238,6 +253,9 @@ def summarize(report: dict) -> dict:
     dep, local = report["deploy_seconds"], base["local_load_seconds"]
     lines.append(f"{'(d) deploy, POST to COMPLETED (s)':<44} {dep:>12.3f} {local:>12.3f} {dep / local:>7.2f}"
                  "  vs local load")
+    warm = report["deploy_cached_seconds"]
+    lines.append(f"{'(d) deploy from the node cache (s)':<44} {warm:>12.3f} {local:>12.3f} {warm / local:>7.2f}"
+                 "  vs local load")
     cp = report["control_plane"]
     lines.append(f"{'(e) deploy+undeploy tasks per second':<44} {cp['tasks_per_second']:>12.2f} "
                  f"{cp['rq_noop_jobs_per_second']:>12.2f} {cp['tasks_per_second'] / cp['rq_noop_jobs_per_second']:>7.2f}"
@@ -247,6 +265,13 @@ def summarize(report: dict) -> dict:
                  f"{two['one_node_docs_per_second']:>12.1f} "
                  f"{two['two_nodes_docs_per_second'] / two['one_node_docs_per_second']:>7.2f}  vs one node; "
                  f"computed {two['docs_computed']}/{two['docs_sent']}, answered once: {two['every_request_answered_once']}")
+    alloc = report["allocations"]["layouts"]
+    ref = alloc[0]
+    for layout in alloc:
+        name = f"(g) {layout['layout']} {layout['allocations']} alloc x {layout['threads_per_allocation']} thr (docs/s)"
+        lines.append(f"{name:<44} {layout['docs_per_second']:>12.1f} {ref['docs_per_second']:>12.1f} "
+                     f"{layout['docs_per_second'] / ref['docs_per_second']:>7.2f}  RSS {layout['rss_mb_after']} MB "
+                     f"(loaded {layout['rss_mb_loaded']} MB)")
     return {"lines": lines}
 
 

@@ -15,12 +15,16 @@ OP_TEXT_EMBEDDING = "text_embedding"
 
 # Admission: a request enters the deployment's queue only while someone serves it and the queue
 # holds fewer than its capacity; one script, so the check and the push are one atomic step.
-# Returns 1 accepted, 0 no route (never deployed or undeployed), -1 no worker, -2 queue full.
+# Returns 1 accepted, 0 no route (never deployed or undeployed), -1 no worker, -2 queue full
+# (counted in the route's ``rejected`` field for the stats APIs).
 ADMIT_SCRIPT = """
 local route = redis.call('HMGET', KEYS[1], 'workers', 'capacity')
 if not route[1] then return 0 end
 if tonumber(route[1]) <= 0 then return -1 end
-if redis.call('LLEN', KEYS[2]) >= tonumber(route[2]) then return -2 end
+if redis.call('LLEN', KEYS[2]) >= tonumber(route[2]) then
+  redis.call('HINCRBY', KEYS[1], 'rejected', 1)
+  return -2
+end
 redis.call('RPUSH', KEYS[2], ARGV[1])
 return 1
 """
@@ -38,15 +42,18 @@ return items
 REPLY_TTL_SECONDS = 300
 
 
-def push_replies(client, replies: dict) -> None:
+def push_replies(client, replies: dict, done: str | None = None) -> None:
     """Send packed replies to each waiting API process's list (reply key -> [packed]), in one
-    round trip; the lists expire if their API process is gone."""
-    if not replies:
+    round trip; the lists expire if their API process is gone. ``done``: an in-flight list to
+    delete in the same round trip, now that its requests are answered."""
+    if not replies and done is None:
         return
     pipe = client.pipeline(transaction=False)
     for key, packed in replies.items():
         pipe.rpush(key, *packed)
         pipe.expire(key, REPLY_TTL_SECONDS)
+    if done is not None:
+        pipe.delete(done)
     pipe.execute()
 
 

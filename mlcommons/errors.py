@@ -64,10 +64,11 @@ class TooLarge(MLError):
 
 
 class TooManyRequests(MLError):
-    """429: a bounded queue or a limiter refused the request; retry later."""
+    """429: a bounded queue or a limiter refused the request; retry later. OpenSearch names it
+    ``rejected_execution_exception``; the Elasticsearch dialect answers ``es_rejected_execution_exception``."""
 
     status = 429
-    error_type = "status_exception"
+    error_type = "rejected_execution_exception"
 
     def __init__(self, reason: str, *, retry_after: float = 1.0, **kw):
         super().__init__(reason, **kw)

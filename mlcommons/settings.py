@@ -104,6 +104,14 @@ SETTINGS: dict[str, Setting] = {
                 "Most documents a worker runs through the model in one forward pass.", minimum=1),
         Setting("mlcommons.predict.max_batch_tokens", 16_384, int, True,
                 "Most padded tokens (documents x longest length) in one forward pass.", minimum=1),
+        Setting("mlcommons.deploy.number_of_allocations", 0, int, True,
+                "Inference allocations (parallel executors over one copy of the weights) a deployment gets "
+                "on each node; 0 = one per CPU core the node may use, divided by threads_per_allocation.",
+                minimum=0, maximum=64),
+        Setting("mlcommons.deploy.threads_per_allocation", 1, int, True,
+                "Torch threads each allocation runs its forward passes on. More threads cut one request's "
+                "latency; more allocations serve more requests at once (DESIGN.md has the measurements).",
+                minimum=1, maximum=32),
         Setting("mlcommons.undeploy.timeout_seconds", 30.0, float, True,
                 "How long an undeploy call waits for each node to report before answering.", minimum=0.1),
         # --- nodes --------------------------------------------------------------------------
@@ -111,6 +119,10 @@ SETTINGS: dict[str, Setting] = {
                 "How often a worker node refreshes its heartbeat.", minimum=0.05),
         Setting("mlcommons.node.heartbeat_expiry_seconds", 5.0, float, False,
                 "A node whose heartbeat is older than this is considered gone.", minimum=0.2),
+        Setting("mlcommons.node.model_cache_bytes", 4 * 2**30, int, False,
+                "Disk each worker node may use to keep extracted models it has deployed, keyed by their "
+                "SHA-256, so a redeploy of the same archive skips download, hash and extraction; the least "
+                "recently used go first. 0 turns the cache off.", minimum=0),
         # --- the cluster watcher --------------------------------------------------------------
         Setting("mlcommons.cluster.watcher_interval_seconds", 0.5, float, True,
                 "How often the cluster watcher (node liveness, redeploys, time-outs) runs a round.",

@@ -2,7 +2,9 @@
 from the deployment's Redis queue, runs them through the runtime, and pushes the replies.
 
 There is no fixed batching window: a thread takes whatever is queued (up to the batch limits),
-so an idle server answers a lone request at once and a busy one fills its batches.
+so an idle server answers a lone request at once and a busy one fills its batches. Allocations
+are threads over one copy of the weights (measured against a process per allocation: see
+DESIGN.md); each runs its forward passes on ``threads_per_allocation`` torch threads.
 """
 from __future__ import annotations
 
@@ -47,64 +49,88 @@ class Counters:
 
 class DeploymentServer:
     def __init__(self, client: redis.Redis, keys: Keys, settings: Settings, node_id: str,
-                 deployment_id: str, runtime: Runtime, *, allocations: int = 1, block_seconds: float = 0.5):
+                 deployment_id: str, runtime: Runtime, *, allocations: int = 1, threads_per_allocation: int = 1,
+                 block_seconds: float = 0.5):
         self.client = client
         self.keys = keys
         self.settings = settings
         self.node_id = node_id
         self.deployment_id = deployment_id
         self.runtime = runtime
-        self.allocations = allocations
+        self.threads_per_allocation = max(1, threads_per_allocation)
         self.block_seconds = block_seconds
         self.counters = Counters()
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._threads: dict[int, threading.Thread] = {}
+        self._wanted = 0
+        self._resize = threading.Lock()
         self._take = client.register_script(dp.TAKE_SCRIPT)
+        self._queue = keys.predict_queue(deployment_id)
+        self._wanted = max(0, allocations)
+
+    @property
+    def allocations(self) -> int:
+        return self._wanted
 
     def start(self) -> None:
-        for allocation in range(self.allocations):
-            thread = threading.Thread(target=self._loop, args=(allocation,), daemon=True,
-                                      name=f"infer-{self.deployment_id}-{allocation}")
-            thread.start()
-            self._threads.append(thread)
+        """Start the allocation threads."""
+        self.set_allocations(self._wanted)
+
+    def set_allocations(self, count: int) -> None:
+        """Run ``count`` allocation threads; extra ones finish their batch and stop."""
+        with self._resize:
+            self._wanted = max(0, count)
+            if self._stop.is_set():
+                return
+            for allocation in range(self._wanted):
+                thread = self._threads.get(allocation)
+                if thread is None or not thread.is_alive():
+                    thread = threading.Thread(target=self._loop, args=(allocation,), daemon=True,
+                                              name=f"infer-{self.deployment_id}-{allocation}")
+                    self._threads[allocation] = thread
+                    thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop taking work; a batch in progress is finished and answered first."""
         self._stop.set()
-        for thread in self._threads:
+        for thread in list(self._threads.values()):
             thread.join(timeout)
-        self._threads.clear()
         # Anything still recorded in flight was never answered: put it back for others.
-        for allocation in range(self.allocations):
-            inflight = self.keys.inflight(self.node_id, self.deployment_id, allocation)
-            while self.client.lmove(inflight, self.keys.predict_queue(self.deployment_id), "RIGHT", "LEFT"):
-                pass
+        for allocation in list(self._threads):
+            self._hand_back(allocation)
+        self._threads.clear()
+
+    def _hand_back(self, allocation: int) -> None:
+        inflight = self.keys.inflight(self.node_id, self.deployment_id, allocation)
+        while self.client.lmove(inflight, self._queue, "RIGHT", "LEFT"):
+            pass
 
     # --- the loop ------------------------------------------------------------------------
     def _loop(self, allocation: int) -> None:
-        queue = self.keys.predict_queue(self.deployment_id)
+        torch.set_num_threads(self.threads_per_allocation)
         inflight = self.keys.inflight(self.node_id, self.deployment_id, allocation)
-        while not self._stop.is_set():
+        while not self._stop.is_set() and allocation < self._wanted:
             try:
                 max_requests = self.settings.get("mlcommons.predict.max_batch_size")
-                items = self._take(keys=[queue, inflight], args=[max_requests])
+                items = self._take(keys=[self._queue, inflight], args=[max_requests])
                 if not items:
-                    first = self.client.blmove(queue, inflight, self.block_seconds, "LEFT", "RIGHT")
+                    first = self.client.blmove(self._queue, inflight, self.block_seconds, "LEFT", "RIGHT")
                     if first is None:
                         continue
                     items = [first]
                     if max_requests > 1:
-                        items += self._take(keys=[queue, inflight], args=[max_requests - 1])
-                self._serve(items)
-                self.client.delete(inflight)
+                        items += self._take(keys=[self._queue, inflight], args=[max_requests - 1])
+                self._serve(items, inflight)
             except redis.exceptions.ConnectionError as exc:
                 log.warning("deployment %s: Redis unavailable (%s); retrying", self.deployment_id, exc)
                 self._stop.wait(0.5)
             except Exception:  # a bug must not kill the allocation
                 log.exception("deployment %s: inference loop error", self.deployment_id)
                 self._stop.wait(0.1)
+        if not self._stop.is_set():
+            self._hand_back(allocation)  # scaled down: nothing of ours stays in flight
 
-    def _serve(self, items: list[bytes]) -> None:
+    def _serve(self, items: list[bytes], inflight: str) -> None:
         now = int(time.time() * 1000)
         requests, replies = [], {}
         for raw in items:
@@ -133,15 +159,15 @@ class DeploymentServer:
                 start = 0
                 for req in requests:
                     n = len(req[4])
-                    block = vectors[start:start + n]
+                    self._reply(replies, req, [req[0], dp.OK, n, dim, vectors[start:start + n].tobytes()])
                     start += n
-                    self._reply(replies, req, [req[0], dp.OK, n, dim, block.tobytes()])
                 with self.counters.lock:
                     self.counters.inference_count += len(texts)
                     self.counters.batches += 1
                     self.counters.inference_ms_total += elapsed_ms
                     self.counters.last_access_ms = now
-        dp.push_replies(self.client, replies)
+        # The replies and the end of the in-flight record go in one round trip.
+        dp.push_replies(self.client, replies, done=inflight)
 
     @staticmethod
     def _reply(replies: dict, req: list, reply: list) -> None:
@@ -163,7 +189,8 @@ class DeploymentServer:
             while start < len(order):
                 end = start + 1
                 # ascending order: the last text taken is the longest of the batch
-                while end < len(order) and end - start < max_batch and (end - start + 1) * counts[order[end]] <= max_tokens:
+                while (end < len(order) and end - start < max_batch
+                       and (end - start + 1) * counts[order[end]] <= max_tokens):
                     end += 1
                 rows = order[start:end]
                 out[rows] = self.runtime.forward(enc.select(rows))

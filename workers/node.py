@@ -37,6 +37,7 @@ from mlcommons.errors import NodeError
 from mlcommons.ids import new_id, new_node_id, now_ms
 from workers.fetch import fetch_and_extract
 from workers.inference import DeploymentServer
+from workers.modelcache import ModelCache
 from workers.runtimes import Runtime, load_runtime
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ class WorkerNode:
         self._stopping = threading.Event()
         self._heartbeat_thread: threading.Thread | None = None
         self.started_at = now_ms()
+        self.cache = ModelCache(self.data_dir / "models", ctx.settings.get("mlcommons.node.model_cache_bytes"))
 
     # --- life cycle -----------------------------------------------------------------------
     def run(self) -> None:
@@ -227,22 +229,47 @@ class WorkerNode:
             if not deploys.part_is_open(self.ctx, task_id, self.node_id):
                 raise DeployCancelled("the deploy was cancelled while the node was downloading the model")
 
-        folder = fetch_and_extract(self.ctx.blobs, model_id, model, self.data_dir / "work", on_chunk=on_chunk)
+        sha256 = (model.get("model_content_hash_value") or "").lower()
+        cached = self.cache.get(sha256)
+        folder = None
         try:
-            deploys.set_progress(self.ctx, task_id, self.node_id, "loading")
+            if cached is None:
+                folder = fetch_and_extract(self.ctx.blobs, model_id, model, self.data_dir / "work",
+                                           on_chunk=on_chunk)
+                cached = self.cache.put(sha256, folder / "model")
+            deploys.set_progress(self.ctx, task_id, self.node_id,
+                                 "loading" if folder is not None else "loading from the node's model cache")
             failpoints.hit("deploy.load")
-            runtime = load_runtime(folder / "model", model, device=self.device)
+            try:
+                runtime = load_runtime(cached or folder / "model", model, device=self.device)
+            except Exception:
+                self.cache.drop(sha256)  # next time from the model store, not from this copy
+                raise
         finally:
-            shutil.rmtree(folder, ignore_errors=True)
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+        allocations, threads = self.layout(model)
         server = DeploymentServer(self.ctx.redis, self.ctx.keys, self.ctx.settings, self.node_id, model_id,
-                                  runtime)
-        server.start()
+                                  runtime, allocations=allocations, threads_per_allocation=threads)
         with self._lock:
             old = self.hosted.pop(model_id, None)
             self.hosted[model_id] = Hosted(model_id, model.get("model_content_hash_value", ""), runtime, server)
+        server.start()
         deploys.set_progress(self.ctx, task_id, self.node_id, "serving")
         if old is not None:
             old.stop()
+
+    def layout(self, model: dict) -> tuple[int, int]:
+        """(allocations, threads per allocation) for a deployment on this node: the deployment's
+        own, else the settings, where 0 allocations means one per usable core."""
+        serving = model.get("_serving") or {}
+        threads = int(serving.get("threads_per_allocation")
+                      or self.ctx.settings.get("mlcommons.deploy.threads_per_allocation"))
+        allocations = int(serving.get("number_of_allocations")
+                          or self.ctx.settings.get("mlcommons.deploy.number_of_allocations"))
+        if allocations <= 0:
+            allocations = max(1, usable_cores() // threads)
+        return allocations, threads
 
     def _drop(self, model_id: str) -> bool:
         with self._lock:
@@ -275,6 +302,13 @@ class WorkerNode:
         pipe.expire(key, 600)
         pipe.execute()
         return reply
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def memory_info() -> dict[str, Any]:

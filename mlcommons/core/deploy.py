@@ -246,7 +246,8 @@ def write_route(tx: Tx, ctx: Context, model_id: str, model: dict) -> None:
     """The route tells predict admission whether anyone serves the deployment, and its limits."""
     route = ctx.keys.route(model_id)
     workers = len(model.get("current_worker_nodes", []))
-    capacity = ctx.settings.get("mlcommons.predict.queue_capacity")
+    capacity = ((model.get("_serving") or {}).get("queue_capacity")
+                or ctx.settings.get("mlcommons.predict.queue_capacity"))
     fields = {"workers": workers, "capacity": capacity, "model_id": model_id,
               "function_name": model.get("algorithm", "TEXT_EMBEDDING")}
     tx.call(lambda p: p.hset(route, mapping=fields))

@@ -25,6 +25,10 @@ from mlcommons.keys import Keys
 log = logging.getLogger(__name__)
 
 
+# Elasticsearch's words for a full deployment queue.
+QUEUE_FULL = "inference process queue is full. Unable to execute command"
+
+
 class NoRoute(Exception):
     """Nobody serves the deployment (never deployed, undeployed, or no worker left)."""
 
@@ -84,8 +88,7 @@ class PredictClient:
             if admitted == -1:
                 raise NoRoute(True)
             if admitted == -2:
-                raise TooManyRequests(f"the prediction queue of [{deployment_id}] is full; retry later",
-                                      error_type="es_rejected_execution_exception")
+                raise TooManyRequests(QUEUE_FULL)
             try:
                 reply = await asyncio.wait_for(fut, timeout)
             except asyncio.TimeoutError:

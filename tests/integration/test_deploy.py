@@ -112,10 +112,13 @@ def test_deploying_a_deployed_model_again_is_harmless(cluster, tiny, reference):
     undeploy(cluster, model_id)
 
 
-def test_corrupted_chunk_fails_the_deploy_and_touches_nothing_else(cluster, tiny, reference):
+def test_corrupted_chunk_fails_the_deploy_and_touches_nothing_else(cluster, tiny, reference, tmp_path):
     zip_path, info = tiny
     healthy = register_url(cluster, zip_path, info)
-    broken = register_url(cluster, zip_path, info)
+    # Another archive: nodes cache models by SHA-256, and this one must come from the store.
+    from tests.modelkit import tiny_archive
+
+    broken = register_url(cluster, *tiny_archive(tmp_path, pooling_mode="CLS"))
     assert deploy(cluster, healthy)["state"] == "COMPLETED"
 
     key = f"mlc:chunk:{broken}:0"
@@ -166,3 +169,20 @@ def test_bare_transformer_archive_is_pooled_as_its_config_says(cluster, tmp_path
     assert (cosine(got, expected) >= 0.9999).all()
     assert np.allclose(np.linalg.norm(got, axis=1), np.linalg.norm(expected, axis=1), rtol=1e-3)
     undeploy(cluster, model_id)
+
+
+def test_a_redeploy_of_the_same_archive_comes_from_the_node_cache(cluster, tiny, reference):
+    """Nodes keep checked, extracted models keyed by SHA-256: an undeploy and deploy (or another
+    model id with the same bytes) loads from local disk without reading the model store."""
+    zip_path, info = tiny
+    model_id = register_url(cluster, zip_path, info)
+    assert deploy(cluster, model_id)["state"] == "COMPLETED"
+    undeploy(cluster, model_id)
+    chunks = {k: cluster.redis.get(k) for k in cluster.redis.scan_iter(f"mlc:chunk:{model_id}:*")}
+    cluster.redis.delete(*chunks)
+    try:
+        assert deploy(cluster, model_id)["state"] == "COMPLETED"
+        assert (cosine(predict(cluster, model_id, TEXTS), reference) >= 0.9999).all()
+    finally:
+        cluster.redis.mset(chunks)
+        undeploy(cluster, model_id)

@@ -98,6 +98,11 @@ def test_worker_killed_during_model_load(make_cluster, tiny):
     c.assert_worker_lists_true(model_id)
 
 
+def in_flight(c, node: str, model_id: str) -> int:
+    """Requests a node's allocations of a deployment have taken and not yet answered."""
+    return sum(c.redis.llen(key) for key in c.redis.scan_iter(f"mlc:inflight:{node}:{model_id}:*"))
+
+
 def _predict_many(c, model_id: str, count: int) -> list:
     with ThreadPoolExecutor(count) as pool:
         return list(pool.map(lambda i: c.api.post(f"{ML}/models/{model_id}/_predict",
@@ -112,8 +117,7 @@ def test_worker_killed_during_a_prediction_batch_others_serve(make_cluster, tiny
     with ThreadPoolExecutor(1) as pool:
         started = time.monotonic()
         future = pool.submit(_predict_many, c, model_id, 16)
-        wait_for(lambda: c.redis.llen(f"mlc:inflight:node-a:{model_id}:0") > 0, 30, 0.005,
-                 "node-a to take requests")
+        wait_for(lambda: in_flight(c, "node-a", model_id) > 0, 30, 0.005, "node-a to take requests")
         c.kill_worker("node-a")
         replies = future.result(timeout=60)
     # Every request is answered, by node-b, well before the 30 s prediction deadline.
@@ -132,7 +136,7 @@ def test_last_worker_killed_during_a_batch_requests_fail_fast(make_cluster, tiny
     with ThreadPoolExecutor(1) as pool:
         started = time.monotonic()
         future = pool.submit(_predict_many, c, model_id, 8)
-        wait_for(lambda: c.redis.llen(f"mlc:inflight:node-a:{model_id}:0") > 0, 30, 0.005, "a batch in flight")
+        wait_for(lambda: in_flight(c, "node-a", model_id) > 0, 30, 0.005, "a batch in flight")
         c.kill_worker("node-a")
         replies = future.result(timeout=60)
     elapsed = time.monotonic() - started

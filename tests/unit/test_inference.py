@@ -46,3 +46,46 @@ def test_batches_respect_limits_and_keep_order(runtime, redis_url, max_batch, ma
     assert np.allclose(got, alone, atol=1e-5)
     assert all(n <= max_batch for n, _ in calls)
     assert all(n * width <= max_tokens for n, width in calls if n > 1)
+
+
+def test_allocations_resize_and_every_request_is_answered(runtime, redis_url):
+    """Allocation threads can be added and removed while requests flow; a removed allocation hands
+    back nothing unanswered."""
+    import threading
+    import time
+
+    import msgpack
+
+    from mlcommons import dataplane as dp
+
+    client = redis.Redis.from_url(redis_url)
+    keys = Keys("resize")
+    static = static_values(environ={})
+    server = DeploymentServer(client, keys, Settings(static), "n", "d", runtime, allocations=1, block_seconds=0.05)
+    server.start()
+    reply_key = keys.replies("test")
+    sent = 0
+    try:
+        for count in (3, 1, 2, 0, 1):
+            server.set_allocations(count)
+            for _ in range(20):
+                sent += 1
+                client.rpush(keys.predict_queue("d"),
+                             msgpack.packb([sent, reply_key, 0, dp.OP_TEXT_EMBEDDING, [f"text {sent}"], None]))
+            if count:
+                deadline = time.monotonic() + 30
+                while client.llen(reply_key) < sent and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                assert client.llen(reply_key) == sent
+            live = [t for t in threading.enumerate() if t.name.startswith("infer-d-")]
+            deadline = time.monotonic() + 5
+            while len(live) != count and time.monotonic() < deadline:
+                time.sleep(0.01)
+                live = [t for t in threading.enumerate() if t.name.startswith("infer-d-")]
+            assert len(live) == count
+    finally:
+        server.stop()
+    replies = [msgpack.unpackb(r) for r in client.lrange(reply_key, 0, -1)]
+    assert sorted(r[0] for r in replies) == list(range(1, sent + 1))
+    assert all(r[1] == dp.OK for r in replies)
+    assert not list(client.scan_iter("resize:inflight:*"))

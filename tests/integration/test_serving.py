@@ -1,0 +1,49 @@
+"""Serving under load: a bounded queue answers 429 at once when full, and every request it
+accepted is answered."""
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from tests.cluster import ML
+from tests.integration.test_resilience import register, start_deploy
+
+
+def test_a_flooded_queue_answers_429_at_once_and_loses_nothing(make_cluster, tiny):
+    zip_path, info = tiny
+    capacity = 4
+    c = make_cluster(nodes=("node-a",),
+                     env={"MLCOMMONS_MLCOMMONS_PREDICT_QUEUE_CAPACITY": str(capacity),
+                          "MLCOMMONS_MLCOMMONS_DEPLOY_NUMBER_OF_ALLOCATIONS": "1",
+                          "MLCOMMONS_MLCOMMONS_PREDICT_MAX_BATCH_SIZE": "2"},
+                     node_env={"node-a": {"MLCOMMONS_FAILPOINTS": "predict.batch=delay(0.5)"}})
+    model_id = register(c, zip_path, info)
+    assert c.wait_task(start_deploy(c, model_id))["state"] == "COMPLETED"
+    started = time.monotonic()
+
+    def one(i: int):
+        resp = c.api.post(f"{ML}/models/{model_id}/_predict", {"text_docs": [f"flood {i}"]}, timeout=60)
+        return resp, time.monotonic() - started
+
+    with ThreadPoolExecutor(40) as pool:
+        results = list(pool.map(one, range(40)))
+    ok = [(r, t) for r, t in results if r.status == 200]
+    rejected = [(r, t) for r, t in results if r.status == 429]
+    assert len(ok) + len(rejected) == 40, [r.body for r, _ in results if r.status not in (200, 429)]
+    # The queue holds `capacity` requests and the allocation at most one batch of 2 besides.
+    assert capacity <= len(ok) <= capacity + 2 + 2, len(ok)
+    assert rejected
+    for resp, _ in rejected:
+        assert resp.headers.get("Retry-After") == "1"
+        assert resp.body["status"] == 429
+        assert resp.body["error"]["type"] == "rejected_execution_exception"
+        assert resp.body["error"]["root_cause"][0]["reason"] == \
+            "inference process queue is full. Unable to execute command"
+    # "At once": every refusal came back before the first accepted request could be answered.
+    assert max(t for _, t in rejected) < min(t for _, t in ok)
+    for resp, _ in ok:
+        assert len(resp.body["inference_results"][0]["output"][0]["data"]) == info["model_config"]["embedding_dimension"]
+    # Every accepted request was computed exactly once, and nothing is left queued or in flight.
+    assert c.redis.llen(f"mlc:dq:{model_id}") == 0
+    assert not list(c.redis.scan_iter(f"mlc:inflight:node-a:{model_id}:*"))
+    assert int(c.redis.hget(f"mlc:route:{model_id}", "rejected")) == len(rejected)
