@@ -117,6 +117,19 @@ def inference_total(api: Api, model_id: str) -> int:
                for node in profile.get("nodes", {}).values() for m, entry in node["models"].items())
 
 
+def settled_total(api: Api, model_id: str) -> int:
+    """The inference count once the heartbeats have caught up: two reads a few heartbeats apart agree."""
+    last = inference_total(api, model_id)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        time.sleep(2.5)
+        now = inference_total(api, model_id)
+        if now == last:
+            return now
+        last = now
+    return last
+
+
 def control_plane(stack: Stack, cycles: int) -> dict:
     """Deploy/undeploy cycles of a tiny model, and rq's floor: ping jobs through the same worker."""
     from tests.modelkit import tiny_archive
@@ -208,7 +221,7 @@ def main() -> int:
         one = next(r for r in served if r["concurrency"] == 32 and r["docs_per_request"] == 1)
         stack.add_worker()
         wait(lambda: api.ok("GET", f"{ML}/models/{model_id}")["current_worker_node_count"] == 2, 180, 0.2)
-        before = inference_total(api, model_id)
+        before = settled_total(api, model_id)
         two = loadgen(stack.url, model_id, 32, 1, docs)
         # The counts travel in heartbeats: wait until they account for what was sent, or a deadline.
         computed = wait(lambda: (n := inference_total(api, model_id) - before) >= docs and n, 15, 0.2) \

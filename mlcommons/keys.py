@@ -11,6 +11,7 @@ from dataclasses import dataclass
 MODEL = "model"
 MODEL_GROUP = "model_group"
 TASK = "task"
+DEPLOYMENT = "deployment"  # an Elasticsearch deployment with its own id (see mlcommons/core/units.py)
 WIRE_INDEX = {
     MODEL: ".plugins-ml-model",
     MODEL_GROUP: ".plugins-ml-model-group",

@@ -30,7 +30,7 @@ from mlcommons import dataplane as dp
 from mlcommons import failpoints
 from mlcommons import keys as K
 from mlcommons.core import deploy as deploys
-from mlcommons.core import jobs, liveness, nodes
+from mlcommons.core import jobs, liveness, nodes, units
 from mlcommons.core import undeploy as undeploys
 from mlcommons.core.context import Context
 from mlcommons.errors import NodeError
@@ -161,21 +161,41 @@ class WorkerNode:
         nodes.heartbeat(self.ctx, self.node_id, self.boot_id, self.info(),
                         self.ctx.settings.get("mlcommons.node.heartbeat_expiry_seconds"))
 
+    def _follow_serving_changes(self) -> None:
+        """Resize allocation threads to what each hosted unit's ``_serving`` asks for now
+        (an Elasticsearch ``_update`` or the adaptive allocations scaler changed it)."""
+        with self._lock:
+            held = list(self.hosted.items())
+        for unit_id, hosted in held:
+            doc = self.ctx.docs.get(units.kind(self.ctx.docs, unit_id), unit_id)
+            if doc is None or not doc.get("_serving"):
+                continue
+            allocations, _ = self.layout(doc)
+            if allocations != hosted.server.allocations:
+                log.info("deployment %s: %d -> %d allocations", unit_id, hosted.server.allocations, allocations)
+                hosted.server.set_allocations(allocations)
+
     def _heartbeat_loop(self) -> None:
         interval = self.ctx.settings.get("mlcommons.node.heartbeat_interval_seconds")
         while not self._stopping.wait(interval):
             try:
+                self._follow_serving_changes()
                 self._heartbeat_once()
             except Exception as exc:  # Redis away for a moment: keep trying
                 log.warning("heartbeat failed: %s", exc)
 
     # --- control-plane jobs ---------------------------------------------------------------
     def deploy(self, task_id: str, model_id: str) -> dict[str, Any]:
+        """Run this node's part of a deploy task. ``model_id`` names the serving unit: a model, or
+        an Elasticsearch deployment of one (mlcommons/core/units.py); the node hosts it by that id."""
         if not deploys.mark_running(self.ctx, task_id, self.node_id):
             return {"node": self.node_id, "result": "skipped: this node's part of the task is over"}
         try:
-            model = self.ctx.docs.get(K.MODEL, model_id)
-            if model is None:
+            index = units.kind(self.ctx.docs, model_id)
+            unit = self.ctx.docs.get(index, model_id)
+            source_id = units.model_id_of(index, model_id, unit) if unit else model_id
+            model = unit if index == K.MODEL else self.ctx.docs.get(K.MODEL, source_id)
+            if unit is None or model is None:
                 raise NodeError("Failed to find model")
             with self._lock:
                 hosted = self.hosted.get(model_id)
@@ -183,7 +203,7 @@ class WorkerNode:
                 result = "already deployed"
             else:
                 self._check_capacity(model_id)
-                self._install(task_id, model_id, model)
+                self._install(task_id, model_id, source_id, model, unit)
                 result = "deployed"
             if not deploys.part_is_open(self.ctx, task_id, self.node_id):
                 # Undeployed (or timed out) while we were loading: do not keep what nobody wants.
@@ -220,7 +240,7 @@ class WorkerNode:
         if free < settings.get("plugins.ml_commons.disk_free_space_threshold"):
             raise NodeError("Disk Circuit Breaker is open, please check your resources!")
 
-    def _install(self, task_id: str, model_id: str, model: dict) -> None:
+    def _install(self, task_id: str, model_id: str, source_id: str, model: dict, unit: dict) -> None:
         total = int(model.get("total_chunks") or 0)
 
         def on_chunk(number: int) -> None:
@@ -234,7 +254,7 @@ class WorkerNode:
         folder = None
         try:
             if cached is None:
-                folder = fetch_and_extract(self.ctx.blobs, model_id, model, self.data_dir / "work",
+                folder = fetch_and_extract(self.ctx.blobs, source_id, model, self.data_dir / "work",
                                            on_chunk=on_chunk)
                 cached = self.cache.put(sha256, folder / "model")
             deploys.set_progress(self.ctx, task_id, self.node_id,
@@ -248,7 +268,7 @@ class WorkerNode:
         finally:
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
-        allocations, threads = self.layout(model)
+        allocations, threads = self.layout(unit)
         server = DeploymentServer(self.ctx.redis, self.ctx.keys, self.ctx.settings, self.node_id, model_id,
                                   runtime, allocations=allocations, threads_per_allocation=threads)
         with self._lock:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from mlcommons import dataplane as dp
-from mlcommons import keys as K
+from mlcommons.core import units
 from mlcommons.core.context import Context
 
 log = logging.getLogger(__name__)
@@ -15,7 +15,7 @@ NO_SERVER = 503
 
 
 def step(ctx: Context) -> int:
-    ids = ctx.docs.ids(K.MODEL)
+    ids = units.unit_ids(ctx)
     if not ids:
         return 0
     pipe = ctx.redis.pipeline(transaction=False)

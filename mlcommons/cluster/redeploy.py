@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import logging
 
-from mlcommons import keys as K
 from mlcommons.core import deploy as deploys
-from mlcommons.core import nodes
+from mlcommons.core import nodes, units
 from mlcommons.core.context import Context
 from mlcommons.errors import MLError
 
@@ -22,7 +21,7 @@ def step(ctx: Context) -> list[str]:
         return []
     budget = int(ctx.settings.get("plugins.ml_commons.model_auto_redeploy.lifetime_retry_times"))
     started = []
-    for model_id, model in ctx.docs.all(K.MODEL):
+    for _, model_id, model in units.all_units(ctx):
         if not deploys.wants_redeploy(model) or model.get("_deploy_task"):
             continue
         targets = deploys.missing_nodes(model, live)

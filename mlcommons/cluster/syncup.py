@@ -13,7 +13,7 @@ from typing import Any
 
 from mlcommons import keys as K
 from mlcommons.core import deploy as deploys
-from mlcommons.core import jobs, nodes
+from mlcommons.core import jobs, nodes, units
 from mlcommons.core import undeploy as undeploys
 from mlcommons.core.context import Context
 from mlcommons.core.states import serving_state
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 def step(ctx: Context) -> dict[str, list]:
     live = nodes.live_nodes(ctx)
-    models = dict(ctx.docs.all(K.MODEL))
+    models = {unit_id: doc for _, unit_id, doc in units.all_units(ctx)}
     report = {"removed": [], "added": [], "dropped": [], "resolved": [], "expired": []}
     _reconcile_holders(ctx, live, models, report)
     _resolve_stale_deploying(ctx, models, report)
@@ -80,7 +80,8 @@ def _wanted_on(model: dict[str, Any], node_id: str) -> bool:
 
 def _set_holder(ctx: Context, model_id: str, node_id: str, holds: bool) -> None:
     def body(tx: Tx):
-        model = tx.get(K.MODEL, model_id)
+        index = units.kind(tx, model_id)
+        model = tx.get(index, model_id)
         if model is None:
             return
         deploys.set_holder(tx, ctx, model_id, model, node_id, holds)
@@ -89,7 +90,7 @@ def _set_holder(ctx: Context, model_id: str, node_id: str, holds: bool) -> None:
             fields: dict[str, Any] = {"model_state": state.value, "last_updated_time": now_ms()}
             if state is ModelState.DEPLOY_FAILED:
                 fields["_failed_by"] = deploys.FAILED_BY_NODE_LOSS
-            tx.update(K.MODEL, model_id, fields)
+            tx.update(index, model_id, fields)
 
     ctx.docs.transact(body)
     log.info("sync-up: node %s %s model %s", node_id, "holds" if holds else "no longer holds", model_id)
@@ -105,7 +106,8 @@ def _resolve_stale_deploying(ctx: Context, models: dict, report: dict) -> None:
             continue
 
         def body(tx: Tx, model_id=model_id):
-            doc = tx.get(K.MODEL, model_id)
+            index = units.kind(tx, model_id)
+            doc = tx.get(index, model_id)
             if doc is None or doc.get("model_state") != ModelState.DEPLOYING.value:
                 return False
             pending = doc.get("_deploy_task")
@@ -117,7 +119,7 @@ def _resolve_stale_deploying(ctx: Context, models: dict, report: dict) -> None:
             fields: dict[str, Any] = {"model_state": state.value, "_deploy_task": None, "last_updated_time": now}
             if state is ModelState.DEPLOY_FAILED:
                 fields["_failed_by"] = deploys.FAILED_BY_DEPLOY
-            tx.update(K.MODEL, model_id, fields)
+            tx.update(index, model_id, fields)
             return True
 
         if ctx.docs.transact(body):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 
 from mlcommons.core import deploy as deploys
-from mlcommons.core import register, tasks
+from mlcommons.core import register, tasks, units
 from mlcommons.core.context import Context
 from mlcommons.ids import now_ms
 from mlcommons.types import TaskState, TaskType
@@ -25,7 +25,7 @@ def step(ctx: Context) -> list[str]:
             answered = {k.decode() for k in ctx.redis.hkeys(ctx.keys.task_nodes(task_id))}
             for node_id in task.get("worker_node", []):
                 if node_id not in answered:
-                    deploys.report_deploy(ctx, task_id, task["model_id"], node_id, reason, holds_model=False)
+                    deploys.report_deploy(ctx, task_id, units.task_unit(task), node_id, reason, holds_model=False)
         elif task.get("task_type") == TaskType.REGISTER_MODEL.value:
             register.abandon(ctx, task_id, reason)
         tasks.finish(ctx, task_id, TaskState.FAILED, error=reason)  # anything still open

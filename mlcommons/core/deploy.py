@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from mlcommons import keys as K
-from mlcommons.core import jobs, nodes, tasks
+from mlcommons.core import jobs, nodes, tasks, units
 from mlcommons.core.context import Context
 from mlcommons.core.states import DEPLOYABLE_MODEL_STATES, deploy_task_outcome, serving_state
 from mlcommons.errors import BadRequest, Conflict, NotFound
@@ -30,6 +30,7 @@ class Reason(str, Enum):
     USER = "user"          # _deploy (or ?deploy=true): the plan is the targets
     PREDICT = "predict"    # the first _predict of a model that is not deployed
     REDEPLOY = "redeploy"  # the watcher restoring a planned node: the plan keeps its other nodes
+    START = "start"        # an Elasticsearch deployment _start: the plan is its placement
 
 
 # Why a model is DEPLOY_FAILED: its nodes went away (auto-redeploy brings it back) or its deploy
@@ -47,7 +48,8 @@ def model_not_found(model_id: str) -> NotFound:
 def deploy(ctx: Context, model_id: str, node_ids: list[str] | None = None,
            reason: Reason = Reason.USER) -> dict[str, Any] | None:
     """Plan a deploy, record it, and hand it to the target nodes. Returns the task reply; None
-    for a redeploy that is no longer wanted (the model changed since the watcher looked)."""
+    for a redeploy that is no longer wanted (the model changed since the watcher looked).
+    ``model_id`` is a serving unit's id: a model's, or an Elasticsearch deployment's."""
     eligible = nodes.eligible_nodes(ctx)
     custom = bool(node_ids)
     if custom and reason is Reason.USER and not ctx.settings.get("plugins.ml_commons.allow_custom_deployment_plan"):
@@ -57,7 +59,8 @@ def deploy(ctx: Context, model_id: str, node_ids: list[str] | None = None,
         raise BadRequest("no eligible node found")
 
     def body(tx: Tx):
-        model = tx.get(K.MODEL, model_id)
+        index = units.kind(tx, model_id)
+        model = tx.get(index, model_id)
         if model is None:
             raise model_not_found(model_id)
         state = ModelState(model["model_state"])
@@ -83,8 +86,11 @@ def deploy(ctx: Context, model_id: str, node_ids: list[str] | None = None,
         if custom and missing and reason is Reason.USER:
             raise BadRequest(f"Model already deployed to these nodes: {missing}, but they are not included "
                              "in target node ids. Undeploy model from these nodes if don't need them.")
-        task_id = tasks.create(tx, tasks.new_task(TaskType.DEPLOY_MODEL, model_id, model.get("algorithm"),
-                                                  targets))
+        task = tasks.new_task(TaskType.DEPLOY_MODEL, units.model_id_of(index, model_id, model),
+                              model.get("algorithm"), targets)
+        if index == K.DEPLOYMENT:
+            task["deployment_id"] = model_id
+        task_id = tasks.create(tx, task)
         if reason is Reason.REDEPLOY:
             plan = sorted(set(model.get("planning_worker_nodes") or []) | set(targets))
             to_all = bool(model.get("deploy_to_all_nodes"))
@@ -103,7 +109,7 @@ def deploy(ctx: Context, model_id: str, node_ids: list[str] | None = None,
         # A model already serving on every target keeps serving while the nodes confirm it.
         if not set(targets) <= set(current):
             fields["model_state"] = ModelState.DEPLOYING.value
-        tx.update(K.MODEL, model_id, fields)
+        tx.update(index, model_id, fields)
         return task_id, True
 
     task_id, created = ctx.docs.transact(body)
@@ -181,8 +187,10 @@ def report_deploy(ctx: Context, task_id: str, model_id: str, node_id: str, error
                   *, holds_model: bool) -> None:
     """A node's answer to a deploy job: ``error`` is "" on success; ``holds_model`` tells
     whether the model is now in that node's memory."""
+    index = units.kind(ctx.docs, model_id)
+
     def body(tx: Tx):
-        model = tx.get(K.MODEL, model_id)
+        model = tx.get(index, model_id)
         task = tx.get(K.TASK, task_id)
         results = {k.decode(): v.decode() for k, v in tx.hgetall(ctx.keys.task_nodes(task_id)).items()}
         if model is not None:
@@ -193,7 +201,7 @@ def report_deploy(ctx: Context, task_id: str, model_id: str, node_id: str, error
         tx.call(lambda p: p.hset(ctx.keys.task_nodes(task_id), node_id, error))
         planned = task.get("worker_node", [])
         if all(n in results for n in planned):
-            complete_deploy(tx, ctx, task_id, planned, results, model_id, model)
+            complete_deploy(tx, ctx, task_id, planned, results, model_id, model, index=index)
         elif task["state"] == TaskState.CREATED.value:
             tasks.transition(tx, task_id, TaskState.RUNNING)
 
@@ -201,7 +209,8 @@ def report_deploy(ctx: Context, task_id: str, model_id: str, node_id: str, error
 
 
 def complete_deploy(tx: Tx, ctx: Context, task_id: str, planned: list[str], results: dict[str, str],
-                    model_id: str, model: dict | None, *, outcome: TaskState | None = None) -> None:
+                    model_id: str, model: dict | None, *, outcome: TaskState | None = None,
+                    index: str = K.MODEL) -> None:
     outcome = outcome or deploy_task_outcome({n: results.get(n, "") for n in planned})
     errors = {n: results[n] for n in planned if results.get(n)}
     fields: dict[str, Any] = {}
@@ -221,7 +230,7 @@ def complete_deploy(tx: Tx, ctx: Context, task_id: str, planned: list[str], resu
     ratio = ctx.settings.get("plugins.ml_commons.model_auto_redeploy_success_ratio")
     if planned_count and len(current) / planned_count >= ratio:
         update["auto_redeploy_retry_times"] = 0
-    tx.update(K.MODEL, model_id, update)
+    tx.update(index, model_id, update)
 
 
 def set_holder(tx: Tx, ctx: Context, model_id: str, model: dict, node_id: str, holds: bool) -> None:
@@ -238,7 +247,8 @@ def set_holder(tx: Tx, ctx: Context, model_id: str, model: dict, node_id: str, h
     current.sort()
     model["current_worker_nodes"] = current
     model["current_worker_node_count"] = len(current)
-    tx.update(K.MODEL, model_id, {"current_worker_nodes": current, "current_worker_node_count": len(current)})
+    tx.update(units.kind(tx, model_id), model_id,
+              {"current_worker_nodes": current, "current_worker_node_count": len(current)})
     write_route(tx, ctx, model_id, model)
 
 
@@ -263,14 +273,14 @@ def node_left(ctx: Context, node_id: str, reason: str, *, fail_open_parts: bool 
     if fail_open_parts:
         for task_id, task in tasks.open_tasks(ctx, TaskType.DEPLOY_MODEL):
             if node_id in task.get("worker_node", []):
-                report_deploy(ctx, task_id, task["model_id"], node_id, reason, holds_model=False)
+                report_deploy(ctx, task_id, units.task_unit(task), node_id, reason, holds_model=False)
     held = []
-    for model_id, model in ctx.docs.all(K.MODEL):
+    for index, model_id, model in units.all_units(ctx):
         if node_id not in model.get("current_worker_nodes", []):
             continue
 
-        def body(tx: Tx, model_id=model_id):
-            doc = tx.get(K.MODEL, model_id)
+        def body(tx: Tx, model_id=model_id, index=index):
+            doc = tx.get(index, model_id)
             if doc is None or node_id not in doc.get("current_worker_nodes", []):
                 return
             set_holder(tx, ctx, model_id, doc, node_id, False)
@@ -279,7 +289,7 @@ def node_left(ctx: Context, node_id: str, reason: str, *, fail_open_parts: bool 
                 fields = {"model_state": state.value, "last_updated_time": now_ms()}
                 if state is ModelState.DEPLOY_FAILED:
                     fields["_failed_by"] = FAILED_BY_NODE_LOSS
-                tx.update(K.MODEL, model_id, fields)
+                tx.update(index, model_id, fields)
 
         ctx.docs.transact(body)
         held.append(model_id)

@@ -12,7 +12,7 @@ from typing import Any
 import msgpack
 
 from mlcommons import keys as K
-from mlcommons.core import jobs, nodes, tasks
+from mlcommons.core import jobs, nodes, tasks, units
 from mlcommons.core.context import Context
 from mlcommons.core.deploy import model_not_found, report_deploy, set_holder
 from mlcommons.core.states import serving_state
@@ -26,13 +26,13 @@ CANCELLED = "undeployed while deploying"
 def plan(ctx: Context, model_ids: list[str], node_ids: list[str] | None) -> dict[str, Any]:
     """Check the models, cancel their pending deploys, ask every live target node to drop them,
     and say whom to wait for."""
-    found = [m for m in model_ids if ctx.docs.exists(K.MODEL, m)]
+    found = [m for m in model_ids if ctx.docs.exists(units.kind(ctx.docs, m), m)]
     if len(model_ids) == 1 and not found:
         raise model_not_found(model_ids[0])
     for model_id in found:
         # Until finish() the model is being undeployed: the watcher must not redeploy it
         # while its nodes drop it one by one.
-        ctx.docs.update(K.MODEL, model_id, {"_undeploying": now_ms()})
+        ctx.docs.update(units.kind(ctx.docs, model_id), model_id, {"_undeploying": now_ms()})
         _cancel_pending_deploy(ctx, model_id, node_ids)
     live = nodes.live_nodes(ctx)
     targets = sorted(n for n in live if not node_ids or n in node_ids)
@@ -45,7 +45,8 @@ def plan(ctx: Context, model_ids: list[str], node_ids: list[str] | None) -> dict
 
 
 def _cancel_pending_deploy(ctx: Context, model_id: str, node_ids: list[str] | None) -> None:
-    model = ctx.docs.get(K.MODEL, model_id)
+    index = units.kind(ctx.docs, model_id)
+    model = ctx.docs.get(index, model_id)
     task_id = model and model.get("_deploy_task")
     if not task_id:
         return
@@ -62,11 +63,11 @@ def _cancel_pending_deploy(ctx: Context, model_id: str, node_ids: list[str] | No
         return
 
     def body(tx: Tx):
-        doc = tx.get(K.MODEL, model_id)
+        doc = tx.get(index, model_id)
         if doc is None or doc.get("_deploy_task") != task_id:
             return
         if tasks.transition(tx, task_id, TaskState.CANCELLED, error=CANCELLED):
-            tx.update(K.MODEL, model_id, {"_deploy_task": None})
+            tx.update(index, model_id, {"_deploy_task": None})
 
     ctx.docs.transact(body)
 
@@ -75,7 +76,7 @@ def report(ctx: Context, node_id: str, model_ids: list[str]) -> None:
     """A node no longer holds ``model_ids``."""
     for model_id in model_ids:
         def body(tx: Tx, model_id=model_id):
-            model = tx.get(K.MODEL, model_id)
+            model = tx.get(units.kind(tx, model_id), model_id)
             if model is not None:
                 set_holder(tx, ctx, model_id, model, node_id, False)
 
@@ -88,7 +89,8 @@ def finish(ctx: Context, planned: dict[str, Any], replies: dict[str, dict]) -> d
     live = set(planned["live"])
     for model_id in planned["model_ids"]:
         def body(tx: Tx, model_id=model_id):
-            model = tx.get(K.MODEL, model_id)
+            index = units.kind(tx, model_id)
+            model = tx.get(index, model_id)
             if model is None:
                 return
             # Nodes that are gone hold nothing; forget them.
@@ -102,7 +104,7 @@ def finish(ctx: Context, planned: dict[str, Any], replies: dict[str, dict]) -> d
             if newer is not None and not TaskState(newer["state"]).terminal:
                 # A deploy asked for after this undeploy began (plan() cancelled the older one):
                 # it owns the plan and the state now.
-                tx.update(K.MODEL, model_id, fields)
+                tx.update(index, model_id, fields)
                 return
             if not current:
                 fields.update(model_state=ModelState.UNDEPLOYED.value, planning_worker_nodes=[],
@@ -116,7 +118,7 @@ def finish(ctx: Context, planned: dict[str, Any], replies: dict[str, dict]) -> d
                               deploy_to_all_nodes=False)
                 if not model.get("_deploy_task"):
                     fields["model_state"] = serving_state(len(current), len(plan_)).value
-            tx.update(K.MODEL, model_id, fields)
+            tx.update(index, model_id, fields)
 
         ctx.docs.transact(body)
     out: dict[str, Any] = {}
