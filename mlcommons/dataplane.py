@@ -3,8 +3,11 @@
 A predict request is a msgpack array pushed onto its deployment's Redis list:
     [request_id, reply_key, deadline_ms, op, texts, options]
 and its reply, pushed onto the API process's reply list:
-    [request_id, OK, rows, dim, float32_bytes]    or    [request_id, ERROR, status, message]
-Embeddings travel as raw little-endian float32, never as lists of Python floats.
+    text_embedding:   [request_id, OK, rows, dim, float32_bytes]   (texts in)
+    text_similarity:  [request_id, OK, rows, 1, float32_bytes]     ([query, texts] in)
+    sparse:           [request_id, OK, [{token: weight}, ...]]     (texts in)
+    any failure:      [request_id, ERROR, status, message]
+Vectors travel as raw little-endian float32, never as lists of Python floats.
 """
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ OK = 0
 ERROR = 1
 
 OP_TEXT_EMBEDDING = "text_embedding"
+OP_TEXT_SIMILARITY = "text_similarity"
+OP_SPARSE = "sparse"
 
 # Admission: a request enters the deployment's queue only while someone serves it and the queue
 # holds fewer than its capacity; one script, so the check and the push are one atomic step.

@@ -44,3 +44,34 @@ def fetch_and_extract(store: ModelStore, model_id: str, model: dict, work_dir: P
         return target
     finally:
         os.unlink(archive)
+
+
+def fetch_definition(store: ModelStore, model_id: str, model: dict, work_dir: Path,
+                     on_chunk: Callable[[int], None] | None = None) -> Path:
+    """A model uploaded through Elasticsearch's API: its definition parts form one TorchScript
+    file. Stream them into ``<folder>/model/model.pt`` while hashing (refusing a size or SHA-256
+    that differs from what was recorded at ``_start``), write the vocabulary beside it, and return
+    the folder (the caller removes it)."""
+    import orjson
+
+    work_dir.mkdir(parents=True, exist_ok=True)
+    total = int(model.get("total_chunks") or 0)
+    if total <= 0:
+        raise ModelContentChanged("the model has no definition parts")
+    target = Path(tempfile.mkdtemp(prefix=f"{model_id}-", dir=work_dir))
+    try:
+        (target / "model").mkdir()
+        with open(target / "model" / "model.pt", "wb") as out:
+            try:
+                digest = read_chunks(store, model_id, total, out, on_chunk=on_chunk)
+            except KeyError as exc:
+                raise ModelContentChanged(str(exc.args[0])) from None
+        if digest.size != int(model.get("model_content_size_in_bytes") or -1):
+            raise ModelContentChanged(f"read {digest.size} bytes, recorded {model.get('model_content_size_in_bytes')}")
+        if digest.sha256 != (model.get("model_content_hash_value") or "").lower():
+            raise ModelContentChanged("its SHA-256 differs from the one recorded when the deployment started")
+        (target / "model" / "vocabulary.json").write_bytes(orjson.dumps(model.get("_vocabulary") or {}))
+        return target
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise

@@ -141,41 +141,65 @@ class DeploymentServer:
                     self.counters.timeout_count += 1
             else:
                 requests.append(req)
-        texts = [t for req in requests for t in req[4]]
-        if texts:
+        if requests:
             failpoints.hit("predict.batch")
-            started = time.perf_counter()
-            try:
-                vectors = self.infer(texts)
-            except Exception as exc:
-                log.exception("deployment %s: inference failed", self.deployment_id)
-                for req in requests:
-                    self._reply(replies, req, [req[0], dp.ERROR, 500, f"inference failed: {exc}"])
-                with self.counters.lock:
-                    self.counters.error_count += len(requests)
-            else:
-                elapsed_ms = (time.perf_counter() - started) * 1000
-                dim = vectors.shape[1]
-                start = 0
-                for req in requests:
-                    n = len(req[4])
-                    self._reply(replies, req, [req[0], dp.OK, n, dim, vectors[start:start + n].tobytes()])
-                    start += n
-                with self.counters.lock:
-                    self.counters.inference_count += len(texts)
-                    self.counters.batches += 1
-                    self.counters.inference_ms_total += elapsed_ms
-                    self.counters.last_access_ms = now
+        for op in {req[3] for req in requests}:
+            self._serve_op(op, [req for req in requests if req[3] == op], replies, now)
         # The replies and the end of the in-flight record go in one round trip.
         dp.push_replies(self.client, replies, done=inflight)
+
+    def _serve_op(self, op: str, requests: list[list], replies: dict, now: int) -> None:
+        """One forward plan for every request of one kind; each request gets its own rows back."""
+        if op == dp.OP_TEXT_SIMILARITY:
+            items = [(req[4][0], text) for req in requests for text in req[4][1]]
+            sizes = [len(req[4][1]) for req in requests]
+        else:
+            items = [t for req in requests for t in req[4]]
+            sizes = [len(req[4]) for req in requests]
+        started = time.perf_counter()
+        try:
+            if op not in (dp.OP_TEXT_EMBEDDING, dp.OP_TEXT_SIMILARITY, dp.OP_SPARSE):
+                raise ValueError(f"unknown operation [{op}]")
+            if op == dp.OP_SPARSE and not hasattr(self.runtime, "to_sparse"):
+                raise ValueError("this model does not produce sparse embeddings")
+            if op == dp.OP_TEXT_SIMILARITY and not hasattr(self.runtime, "tokenize_pairs"):
+                raise ValueError("this model does not score text pairs")
+            out = self.infer(items)
+        except Exception as exc:
+            status = getattr(exc, "status", 500) if isinstance(getattr(exc, "status", None), int) else 500
+            if status == 500 and not isinstance(exc, ValueError):
+                log.exception("deployment %s: inference failed", self.deployment_id)
+            else:
+                status = 400 if status == 500 else status
+            for req in requests:
+                self._reply(replies, req, [req[0], dp.ERROR, status, f"inference failed: {exc}"])
+            with self.counters.lock:
+                self.counters.error_count += len(requests)
+            return
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        start = 0
+        for req, n in zip(requests, sizes):
+            rows = out[start:start + n]
+            start += n
+            if op == dp.OP_SPARSE:
+                self._reply(replies, req, [req[0], dp.OK, [self.runtime.to_sparse(row) for row in rows]])
+            else:
+                width = 1 if rows.ndim == 1 else rows.shape[1]
+                self._reply(replies, req, [req[0], dp.OK, n, width, np.ascontiguousarray(rows, np.float32).tobytes()])
+        with self.counters.lock:
+            self.counters.inference_count += len(items)
+            self.counters.batches += 1
+            self.counters.inference_ms_total += elapsed_ms
+            self.counters.last_access_ms = now
 
     @staticmethod
     def _reply(replies: dict, req: list, reply: list) -> None:
         replies.setdefault(req[1], []).append(msgpack.packb(reply))
 
-    def infer(self, texts: list[str]) -> np.ndarray:
-        """Embed ``texts`` in batches that respect the batch limits, shortest first to cut padding.
-        Texts are tokenized once; each batch is re-padded to its own longest text."""
+    def infer(self, texts: list) -> np.ndarray:
+        """Run ``texts`` (or text pairs, for a similarity model) in batches that respect the batch
+        limits, shortest first to cut padding. They are tokenized once; each batch is re-padded to
+        its own longest input. One output row per input, in the order given."""
         max_batch = self.settings.get("mlcommons.predict.max_batch_size")
         max_tokens = self.settings.get("mlcommons.predict.max_batch_tokens")
         with torch.inference_mode():
@@ -184,7 +208,7 @@ class DeploymentServer:
                 return self.runtime.forward(enc)
             counts = enc.token_counts
             order = np.argsort(counts, kind="stable")
-            out = np.empty((len(texts), self.runtime.embedding_dimension), dtype=np.float32)
+            out = None
             start = 0
             while start < len(order):
                 end = start + 1
@@ -193,6 +217,9 @@ class DeploymentServer:
                        and (end - start + 1) * counts[order[end]] <= max_tokens):
                     end += 1
                 rows = order[start:end]
-                out[rows] = self.runtime.forward(enc.select(rows))
+                result = self.runtime.forward(enc.select(rows))
+                if out is None:
+                    out = np.empty((len(texts),) + result.shape[1:], dtype=result.dtype)
+                out[rows] = result
                 start = end
             return out

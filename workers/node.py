@@ -35,7 +35,7 @@ from mlcommons.core import undeploy as undeploys
 from mlcommons.core.context import Context
 from mlcommons.errors import NodeError
 from mlcommons.ids import new_id, new_node_id, now_ms
-from workers.fetch import fetch_and_extract
+from workers.fetch import fetch_and_extract, fetch_definition
 from workers.inference import DeploymentServer
 from workers.modelcache import ModelCache
 from workers.runtimes import Runtime, load_runtime
@@ -254,14 +254,14 @@ class WorkerNode:
         folder = None
         try:
             if cached is None:
-                folder = fetch_and_extract(self.ctx.blobs, source_id, model, self.data_dir / "work",
-                                           on_chunk=on_chunk)
+                fetch = fetch_definition if model.get("_es") else fetch_and_extract
+                folder = fetch(self.ctx.blobs, source_id, model, self.data_dir / "work", on_chunk=on_chunk)
                 cached = self.cache.put(sha256, folder / "model")
             deploys.set_progress(self.ctx, task_id, self.node_id,
                                  "loading" if folder is not None else "loading from the node's model cache")
             failpoints.hit("deploy.load")
             try:
-                runtime = load_runtime(cached or folder / "model", model, device=self.device)
+                runtime = self._load(cached or folder / "model", model)
             except Exception:
                 self.cache.drop(sha256)  # next time from the model store, not from this copy
                 raise
@@ -278,6 +278,13 @@ class WorkerNode:
         deploys.set_progress(self.ctx, task_id, self.node_id, "serving")
         if old is not None:
             old.stop()
+
+    def _load(self, path: Path, model: dict) -> Runtime:
+        if model.get("_es"):  # uploaded through Elasticsearch's API, traced as Eland traces
+            from workers.runtimes.eland import load_eland_runtime
+
+            return load_eland_runtime(path, model["_es"]["inference_config"], device=self.device)
+        return load_runtime(path, model, device=self.device)
 
     def layout(self, model: dict) -> tuple[int, int]:
         """(allocations, threads per allocation) for a deployment on this node: the deployment's

@@ -8,7 +8,7 @@ import socket
 
 from aiohttp import web
 
-from mlcommons.api import cluster, middlewares, opensearch
+from mlcommons.api import cluster, elasticsearch, middlewares, opensearch
 from mlcommons.api.http import add_routes
 from mlcommons.api.services import Services
 from mlcommons.cluster.watcher import Watcher
@@ -24,6 +24,7 @@ def create_app(ctx: Context, *, node_name: str | None = None, watcher: bool = Tr
     app["node_name"] = node_name or f"{socket.gethostname()}-api"
     add_routes(app, cluster.ROUTES)
     opensearch.setup(app)
+    elasticsearch.setup(app)
 
     async def on_startup(app: web.Application) -> None:
         await app["svc"].start()

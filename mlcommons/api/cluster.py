@@ -5,6 +5,7 @@ import orjson
 from aiohttp import web
 
 from mlcommons import __version__
+from mlcommons.api.elasticsearch.protocol import wants_elasticsearch
 from mlcommons.api.http import flag, read_json, respond
 from mlcommons.core import nodes
 from mlcommons.errors import BadRequest
@@ -12,6 +13,7 @@ from mlcommons.ids import new_id
 from mlcommons.settings import SETTINGS, render_value, unflatten, validate_update
 
 COMPATIBLE_OPENSEARCH = "2.19.0"
+COMPATIBLE_ELASTICSEARCH = "9.1.0"
 
 
 async def root(request: web.Request) -> web.Response:
@@ -19,6 +21,24 @@ async def root(request: web.Request) -> web.Response:
     uuid_key = f"{svc.keys.prefix}:cluster_uuid"
     await svc.aredis.set(uuid_key, new_id(), nx=True)
     cluster_uuid = (await svc.aredis.get(uuid_key)).decode()
+    if wants_elasticsearch(request):  # an Elasticsearch client (or Eland) asks who we are
+        return respond({
+            "name": request.app["node_name"],
+            "cluster_name": svc.settings.get("cluster.name"),
+            "cluster_uuid": cluster_uuid,
+            "version": {
+                "number": COMPATIBLE_ELASTICSEARCH,
+                "build_flavor": "default",
+                "build_type": "mlcommons",
+                "build_hash": "mlcommons",
+                "build_date": "2026-01-01T00:00:00.000Z",
+                "build_snapshot": False,
+                "lucene_version": "10.2.2",
+                "minimum_wire_compatibility_version": "8.19.0",
+                "minimum_index_compatibility_version": "8.0.0",
+            },
+            "tagline": "You Know, for Search",
+        })
     return respond({
         "name": request.app["node_name"],
         "cluster_name": svc.settings.get("cluster.name"),

@@ -13,7 +13,8 @@ from mlcommons.ids import new_id, now_ms
 from mlcommons.store.documents import Tx
 from mlcommons.types import FrameworkType, FunctionName, ModelFormat, ModelState
 
-SUPPORTED_FUNCTIONS = {FunctionName.TEXT_EMBEDDING}
+SUPPORTED_FUNCTIONS = {FunctionName.TEXT_EMBEDDING, FunctionName.SPARSE_ENCODING, FunctionName.SPARSE_TOKENIZE,
+                       FunctionName.TEXT_SIMILARITY}
 MAX_CHUNK_BYTES = 10_000_000
 
 

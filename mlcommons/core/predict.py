@@ -74,6 +74,16 @@ class PredictClient:
         _, _, rows, dim, data = reply
         return Embeddings(np.frombuffer(data, dtype=np.float32).reshape(rows, dim))
 
+    async def similarity(self, deployment_id: str, query: str, texts: list[str], timeout: float) -> np.ndarray:
+        """A cross-encoder's score for each (query, text) pair."""
+        reply = await self._call(deployment_id, dp.OP_TEXT_SIMILARITY, [query, texts], timeout)
+        return np.frombuffer(reply[4], dtype=np.float32).reshape(reply[2])
+
+    async def sparse(self, deployment_id: str, texts: list[str], timeout: float) -> list[dict[str, float]]:
+        """A {token: weight} map for each text (sparse encoding or tokenizing models)."""
+        reply = await self._call(deployment_id, dp.OP_SPARSE, texts, timeout)
+        return reply[2]
+
     async def _call(self, deployment_id: str, op: str, payload, timeout: float) -> list:
         request_id = next(self._ids)
         deadline_ms = int((time.time() + timeout) * 1000)

@@ -32,14 +32,28 @@ def load_runtime(model_dir: Path, model: dict, *, device: str = "cpu") -> Runtim
         from workers.runtimes.torchscript import TorchScriptTextEmbedding
 
         runtime: Runtime = TorchScriptTextEmbedding(Path(model_dir), config, device=device)
+    elif function is FunctionName.SPARSE_ENCODING and model_format is ModelFormat.TORCH_SCRIPT:
+        from workers.runtimes.sparse import TorchScriptSparseEncoding
+
+        runtime = TorchScriptSparseEncoding(Path(model_dir), config, device=device)
+    elif function is FunctionName.SPARSE_TOKENIZE:
+        # No model to run: a tokenizer.json and an idf.json, whatever format the archive claims.
+        from workers.runtimes.sparse import SparseTokenize
+
+        runtime = SparseTokenize(Path(model_dir), config, device=device)
+    elif function is FunctionName.TEXT_SIMILARITY and model_format is ModelFormat.TORCH_SCRIPT:
+        from workers.runtimes.similarity import TorchScriptTextSimilarity
+
+        runtime = TorchScriptTextSimilarity(Path(model_dir), config, device=device)
     else:
         raise NodeError(
             f"unsupported model: function_name {function.value} in format {model_format.value} "
-            "(supported: TEXT_EMBEDDING as TORCH_SCRIPT)"
+            "(supported as TORCH_SCRIPT: TEXT_EMBEDDING, SPARSE_ENCODING, SPARSE_TOKENIZE, TEXT_SIMILARITY)"
         )
 
     declared = config.get("embedding_dimension")
-    if declared is not None and _as_int(declared) != runtime.embedding_dimension:
+    if (function is FunctionName.TEXT_EMBEDDING and declared is not None
+            and _as_int(declared) != runtime.embedding_dimension):
         runtime.close()
         raise NodeError(
             f"model_config.embedding_dimension is {declared} but the model returns "

@@ -37,15 +37,42 @@ async def predict(request: web.Request) -> web.Response:
     if info["is_enabled"] is False:
         raise Forbidden("Model is disabled.")
     texts = _text_docs(body)
-    options = _options(body)
+    function = info["algorithm"]
+    if function == FunctionName.TEXT_SIMILARITY.value:
+        query = body.get("query_text")
+        if not isinstance(query, str) or not query:
+            raise BadRequest("[query_text] is required for a TEXT_SIMILARITY model: the text to compare "
+                             "each of [text_docs] with")
+        call = lambda t: svc.predict.similarity(model_id, query, texts, t)  # noqa: E731
+        shape = _similarity_results
+    elif function in (FunctionName.SPARSE_ENCODING.value, FunctionName.SPARSE_TOKENIZE.value):
+        call = lambda t: svc.predict.sparse(model_id, texts, t)  # noqa: E731
+        shape = _sparse_results
+    else:
+        options = _options(body)
+        call = lambda t: svc.predict.embed(model_id, texts, t)  # noqa: E731
+        shape = lambda result: _results(result.vectors, options)  # noqa: E731
     timeout = svc.settings.get("mlcommons.predict.timeout_seconds")
     deadline = time.monotonic() + timeout
     try:
-        result = await svc.predict.embed(model_id, texts, timeout)
+        result = await call(timeout)
     except NoRoute:
         await ensure_deployed(svc, model_id, deadline)
-        result = await svc.predict.embed(model_id, texts, max(0.01, deadline - time.monotonic()))
-    return respond({"inference_results": _results(result.vectors, options)})
+        result = await call(max(0.01, deadline - time.monotonic()))
+    return respond({"inference_results": shape(result)})
+
+
+def _sparse_results(maps: list[dict]) -> list[dict]:
+    return [{"output": [{"name": "output", "dataAsMap": {"response": [weights]}}]} for weights in maps]
+
+
+def _similarity_results(scores: np.ndarray) -> list[dict]:
+    out = []
+    for score in scores.astype("<f4"):
+        out.append({"output": [{"name": "similarity", "data_type": "FLOAT32", "shape": [1], "data": [float(score)],
+                                "byte_buffer": {"array": base64.b64encode(score.tobytes()).decode(),
+                                                "order": "LITTLE_ENDIAN"}}]})
+    return out
 
 
 async def ensure_deployed(svc, model_id: str, deadline: float) -> None:

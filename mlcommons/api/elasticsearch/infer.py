@@ -1,0 +1,72 @@
+"""POST /_ml/trained_models/<model or deployment id>/_infer."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from mlcommons.api.elasticsearch.protocol import es_errors, param
+from mlcommons.api.http import read_json, respond
+from mlcommons import keys as K
+from mlcommons.core import deployments, units
+from mlcommons.core.deployments import parse_time
+from mlcommons.core.predict import NoRoute
+from mlcommons.errors import BadRequest, MLError
+
+
+def _svc(request: web.Request):
+    return request.app["svc"]
+
+
+@es_errors
+async def infer(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    ident = request.match_info["model_id"]
+    body = await read_json(request, required=True)
+    timeout = parse_time(param(request, None, "timeout", "10s"), "timeout")
+    unit_id = await svc.run(deployments.unit_for_infer, svc.ctx, ident)
+    index = await svc.run(units.kind, svc.ctx.docs, unit_id)
+    doc = await svc.run(svc.ctx.docs.get, index, unit_id)
+    model = doc if index == K.MODEL else await svc.run(svc.ctx.docs.get, K.MODEL, doc["model_id"])
+    es = (model or {}).get("_es") or {}
+    task = next(iter(es.get("inference_config") or {"text_embedding": {}}))
+    texts = _texts(body, (es.get("input") or {}).get("field_names") or ["text_field"])
+    try:
+        overrides = (body.get("inference_config") or {}).get(task) or {}
+        if task == "text_embedding":
+            result = await svc.predict.embed(unit_id, texts, timeout)
+            results = [{"predicted_value": row} for row in result.vectors]
+        elif task == "text_expansion":
+            results = [{"predicted_value": weights} for weights in await svc.predict.sparse(unit_id, texts, timeout)]
+        elif task == "text_similarity":
+            query = overrides.get("text")
+            if not isinstance(query, str) or not query:
+                raise BadRequest("[text_similarity] requires [inference_config.text_similarity.text]: the text to "
+                                 "compare the documents with", error_type="status_exception")
+            scores = await svc.predict.similarity(unit_id, query, texts, timeout)
+            results = [{"predicted_value": float(s)} for s in scores]
+        else:
+            raise BadRequest(f"_infer for [{task}] models is not supported", error_type="status_exception")
+    except NoRoute:
+        raise MLError(f"Trained model deployment [{unit_id}] is not allocated to any nodes", status=409,
+                      error_type="status_exception") from None
+    return respond({"inference_results": results})
+
+
+def _texts(body: dict, fields: list[str]) -> list[str]:
+    docs = body.get("docs")
+    if not isinstance(docs, list) or not docs:
+        raise BadRequest("Validation Failed: 1: at least one document is required;",
+                         error_type="action_request_validation_exception")
+    field = fields[0]
+    texts = []
+    for doc in docs:
+        if not isinstance(doc, dict) or not isinstance(doc.get(field), str):
+            raise BadRequest(f"Input field [{field}] does not exist in the source document",
+                             error_type="status_exception")
+        texts.append(doc[field])
+    return texts
+
+
+ROUTES = [
+    ("POST", "/_ml/trained_models/{model_id}/_infer", infer),
+    ("POST", "/_ml/trained_models/{model_id}/deployment/_infer", infer),
+]
