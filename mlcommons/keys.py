@@ -12,6 +12,7 @@ MODEL = "model"
 MODEL_GROUP = "model_group"
 TASK = "task"
 DEPLOYMENT = "deployment"  # an Elasticsearch deployment with its own id (see mlcommons/core/units.py)
+ENDPOINT = "inference_endpoint"  # an Elasticsearch inference endpoint (see mlcommons/core/endpoints.py)
 WIRE_INDEX = {
     MODEL: ".plugins-ml-model",
     MODEL_GROUP: ".plugins-ml-model-group",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from mlcommons.api.elasticsearch import deployments, infer, protocol, trained_models
+from mlcommons.api.elasticsearch import deployments, infer, inference, protocol, trained_models
 from mlcommons.api.http import add_routes
 
 
 def setup(app: web.Application) -> None:
     app.on_response_prepare.append(protocol.on_response_prepare)
-    for module in (trained_models, deployments, infer):
+    for module in (trained_models, deployments, infer, inference):
         add_routes(app, module.ROUTES)

@@ -1,0 +1,181 @@
+"""/_inference: create, read, delete and call inference endpoints of the ``elasticsearch`` service.
+
+Beyond Elasticsearch, whose POST truncates long input: ``POST _inference/<task>/<id>?chunked=true``
+cuts each input with the endpoint's chunking_settings and returns, per input, every chunk's
+character offsets and its result.
+"""
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from mlcommons import keys as K
+from mlcommons.api.elasticsearch import deployments as deployments_api
+from mlcommons.api.elasticsearch.protocol import boolean, es_errors, param
+from mlcommons.api.http import read_json, respond
+from mlcommons.core import chunking, deployments, endpoints
+from mlcommons.core.deployments import parse_time
+from mlcommons.core.predict import NoRoute
+from mlcommons.errors import BadRequest, MLError, RequestTimeout
+
+
+def _svc(request: web.Request):
+    return request.app["svc"]
+
+
+def _path(request: web.Request) -> tuple[str | None, str | None]:
+    """(task_type, inference_id) from /_inference[/<task_type>]/<id> or /_inference/<task_type>."""
+    first = request.match_info.get("first")
+    second = request.match_info.get("second")
+    if second is not None:
+        if first not in endpoints.TASK_TYPES:
+            raise BadRequest(f"Unknown task_type [{first}]", error_type="illegal_argument_exception")
+        return first, second
+    if first in endpoints.TASK_TYPES and request.method == "GET":
+        return first, None
+    return None, first
+
+
+@es_errors
+async def put(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    task_type, inference_id = _path(request)
+    body = await read_json(request, required=True)
+    timeout = parse_time(request.query.get("timeout", "30s"), "timeout")
+    endpoint = endpoints.parse(inference_id, task_type, body)
+    await svc.run(endpoints.check_model, svc.ctx, endpoint)
+    owned = endpoints.owned_deployment(endpoint)
+    settings = endpoints.start_settings(endpoint) if owned else None
+    await svc.run(endpoints.create, svc.ctx, endpoint)
+    if owned:
+        begun = time.monotonic()
+        try:
+            started = await svc.run(deployments.start, svc.ctx, endpoint["service_settings"]["model_id"], owned,
+                                    settings)
+            await deployments_api.wait_for(svc, started["index"], owned, "started", begun + timeout, timeout)
+            if endpoint["task_type"] == "text_embedding":  # as Elasticsearch does: a test inference for the size
+                probe = await svc.predict.embed(owned, ["test"], timeout)
+                endpoint["service_settings"].update(dimensions=int(probe.vectors.shape[1]), similarity="cosine",
+                                                    element_type="float")
+                await svc.run(svc.ctx.docs.update, K.ENDPOINT, inference_id,
+                              {"service_settings": endpoint["service_settings"]})
+        except RequestTimeout:
+            raise  # the deployment goes on starting; the endpoint works once it has started
+        except BaseException:
+            await svc.run(svc.ctx.docs.delete, K.ENDPOINT, inference_id)
+            if await svc.run(deployments.find, svc.ctx, owned):
+                await svc.run(deployments.stop_unit, svc.ctx, owned)
+            raise
+    return respond(endpoints.view(endpoint))
+
+
+@es_errors
+async def get(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    task_type, inference_id = _path(request)
+    return respond({"endpoints": await svc.run(endpoints.listing, svc.ctx, inference_id, task_type)})
+
+
+@es_errors
+async def delete(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    task_type, inference_id = _path(request)
+    if boolean(param(request, None, "dry_run", False), "dry_run"):
+        await svc.run(endpoints.get, svc.ctx, inference_id, task_type)
+        return respond({"acknowledged": False, "pipelines": []})
+    return respond(await svc.run(endpoints.delete, svc.ctx, inference_id, task_type))
+
+
+@es_errors
+async def infer(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    task_type, inference_id = _path(request)
+    body = await read_json(request, required=True)
+    endpoint = await svc.run(endpoints.get, svc.ctx, inference_id, task_type)
+    task_type = endpoint["task_type"]
+    timeout = parse_time(request.query.get("timeout", "30s"), "timeout")
+    inputs = body.get("input")
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    if not isinstance(inputs, list) or not inputs or not all(isinstance(t, str) for t in inputs):
+        raise BadRequest("Validation Failed: 1: Field [input] cannot be empty;",
+                         error_type="action_request_validation_exception")
+    task_settings = {**(endpoint.get("task_settings") or {}), **(body.get("task_settings") or {})}
+    errors = endpoints.check_task_settings(task_settings)
+    if errors:
+        raise endpoints.validation(*errors)
+    unit = endpoints.serving_unit(endpoint)
+    wake = getattr(deployments, "wake", None)
+    if wake is not None:
+        await svc.run(wake, svc.ctx, unit)
+    chunked = boolean(request.query.get("chunked", "false"), "chunked")
+    try:
+        if task_type == "rerank":
+            if chunked:
+                raise BadRequest("[chunked] inference is for text_embedding and sparse_embedding endpoints")
+            query = body.get("query")
+            if not isinstance(query, str) or not query:
+                raise BadRequest("Validation Failed: 1: Field [query] cannot be null for task type [rerank];",
+                                 error_type="action_request_validation_exception")
+            scores = await svc.predict.similarity(unit, query, inputs, timeout)
+            return respond({"rerank": _rerank(scores, inputs, task_settings)})
+        if chunked:
+            return respond({task_type: await _chunked(svc, unit, task_type, endpoint, inputs, timeout)})
+        return respond({task_type: await _results(svc, unit, task_type, inputs, timeout)})
+    except NoRoute:
+        raise MLError(f"Trained model deployment [{unit}] is not allocated to any nodes", status=409,
+                      error_type="status_exception") from None
+
+
+async def _results(svc, unit: str, task_type: str, texts: list[str], timeout: float) -> list[dict]:
+    if task_type == "text_embedding":
+        vectors = (await svc.predict.embed(unit, texts, timeout)).vectors
+        return [{"embedding": row} for row in vectors]
+    maps = await svc.predict.sparse(unit, texts, timeout)
+    return [{"is_truncated": False, "embedding": weights} for weights in maps]
+
+
+async def _chunked(svc, unit: str, task_type: str, endpoint: dict, inputs: list[str], timeout: float) -> list[dict]:
+    raw = endpoint.get("chunking_settings")
+    settings = chunking.parse_chunking_settings(raw) if raw else chunking.DEFAULT_CHUNKING_SETTINGS
+    spans = [chunking.chunk(text, settings) for text in inputs]
+    pieces = [text[start:end] for text, found in zip(inputs, spans) for start, end in found]
+    results = await _results(svc, unit, task_type, pieces, timeout)
+    key = "embedding"
+    out, i = [], 0
+    for found in spans:
+        chunks = []
+        for start, end in found:
+            chunks.append({"start_offset": start, "end_offset": end, key: results[i][key]})
+            i += 1
+        out.append({"chunks": chunks})
+    return out
+
+
+def _rerank(scores, inputs: list[str], task_settings: dict) -> list[dict]:
+    order = sorted(range(len(inputs)), key=lambda i: float(scores[i]), reverse=True)
+    top_n = task_settings.get("top_n")
+    if top_n:
+        order = order[:top_n]
+    with_text = task_settings.get("return_documents", True)
+    out = []
+    for i in order:
+        entry = {"index": i, "relevance_score": float(scores[i])}
+        if with_text:
+            entry["text"] = inputs[i]
+        out.append(entry)
+    return out
+
+
+ROUTES = [
+    ("GET", "/_inference", get),
+    ("GET", "/_inference/{first}", get),
+    ("GET", "/_inference/{first}/{second}", get),
+    ("PUT", "/_inference/{first}", put),
+    ("PUT", "/_inference/{first}/{second}", put),
+    ("DELETE", "/_inference/{first}", delete),
+    ("DELETE", "/_inference/{first}/{second}", delete),
+    ("POST", "/_inference/{first}", infer),
+    ("POST", "/_inference/{first}/{second}", infer),
+]
