@@ -21,11 +21,17 @@ OP_SPARSE = "sparse"
 # Admission: a request enters the deployment's queue only while someone serves it and the queue
 # holds fewer than its capacity; one script, so the check and the push are one atomic step.
 # Returns 1 accepted, 0 no route (never deployed or undeployed), -1 no worker, -2 queue full
-# (counted in the route's ``rejected`` field for the stats APIs).
+# (counted in the route's ``rejected`` field for the stats APIs). ARGV[2] == '1' marks a
+# high-priority request (Elasticsearch's search-time inference): it goes to the head of the queue
+# and is not held to the capacity.
 ADMIT_SCRIPT = """
 local route = redis.call('HMGET', KEYS[1], 'workers', 'capacity')
 if not route[1] then return 0 end
 if tonumber(route[1]) <= 0 then return -1 end
+if ARGV[2] == '1' then
+  redis.call('LPUSH', KEYS[2], ARGV[1])
+  return 1
+end
 if redis.call('LLEN', KEYS[2]) >= tonumber(route[2]) then
   redis.call('HINCRBY', KEYS[1], 'rejected', 1)
   return -2

@@ -69,22 +69,24 @@ class PredictClient:
                 fut.cancel()
         await self.client.delete(self.reply_key)
 
-    async def embed(self, deployment_id: str, texts: list[str], timeout: float) -> Embeddings:
-        reply = await self._call(deployment_id, dp.OP_TEXT_EMBEDDING, texts, timeout)
+    async def embed(self, deployment_id: str, texts: list[str], timeout: float, *, priority: bool = False) -> Embeddings:
+        reply = await self._call(deployment_id, dp.OP_TEXT_EMBEDDING, texts, timeout, priority)
         _, _, rows, dim, data = reply
         return Embeddings(np.frombuffer(data, dtype=np.float32).reshape(rows, dim))
 
-    async def similarity(self, deployment_id: str, query: str, texts: list[str], timeout: float) -> np.ndarray:
+    async def similarity(self, deployment_id: str, query: str, texts: list[str], timeout: float, *,
+                         priority: bool = False) -> np.ndarray:
         """A cross-encoder's score for each (query, text) pair."""
-        reply = await self._call(deployment_id, dp.OP_TEXT_SIMILARITY, [query, texts], timeout)
+        reply = await self._call(deployment_id, dp.OP_TEXT_SIMILARITY, [query, texts], timeout, priority)
         return np.frombuffer(reply[4], dtype=np.float32).reshape(reply[2])
 
-    async def sparse(self, deployment_id: str, texts: list[str], timeout: float) -> list[dict[str, float]]:
+    async def sparse(self, deployment_id: str, texts: list[str], timeout: float, *,
+                     priority: bool = False) -> list[dict[str, float]]:
         """A {token: weight} map for each text (sparse encoding or tokenizing models)."""
-        reply = await self._call(deployment_id, dp.OP_SPARSE, texts, timeout)
+        reply = await self._call(deployment_id, dp.OP_SPARSE, texts, timeout, priority)
         return reply[2]
 
-    async def _call(self, deployment_id: str, op: str, payload, timeout: float) -> list:
+    async def _call(self, deployment_id: str, op: str, payload, timeout: float, priority: bool = False) -> list:
         request_id = next(self._ids)
         deadline_ms = int((time.time() + timeout) * 1000)
         packed = msgpack.packb([request_id, self.reply_key, deadline_ms, op, payload, None])
@@ -92,7 +94,8 @@ class PredictClient:
         self._pending[request_id] = fut
         try:
             admitted = await self._admit(keys=[self.keys.route(deployment_id),
-                                               self.keys.predict_queue(deployment_id)], args=[packed])
+                                               self.keys.predict_queue(deployment_id)],
+                                         args=[packed, "1" if priority else "0"])
             if admitted == 0:
                 raise NoRoute(False)
             if admitted == -1:

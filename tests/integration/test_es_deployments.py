@@ -76,6 +76,34 @@ def test_full_queue_answers_es_rejected_execution_and_finish_pending_work(make_c
     stats = wait_for(counted, 15, 0.2, "stats to count what was accepted")
     assert stats["rejected_execution_count"] == len(rejected)
 
+    # Search-time inference (input_type SEARCH) is high priority: it is not held to the queue's cap.
+    es.inference.put(task_type="text_embedding", inference_id="busy-search", inference_config={
+        "service": "elasticsearch", "service_settings": {"deployment_id": "busy", "num_threads": 1}})
+    stop = threading.Event()
+
+    def keep_full():
+        while not stop.is_set():
+            _infer(c, "busy", "filler")
+
+    fillers = [threading.Thread(target=keep_full) for _ in range(6)]
+    for t in fillers:
+        t.start()
+    try:
+        def full_now():
+            plain = c.api.post("/_inference/text_embedding/busy-search", {"input": "plain"})
+            assert plain.status in (200, 429), plain.body
+            return plain if plain.status == 429 else None
+
+        assert wait_for(full_now, 20, 0.01, "the queue to be full").body["error"]["type"] == \
+            "es_rejected_execution_exception"
+        search = c.api.post("/_inference/text_embedding/busy-search", {"input": "query", "input_type": "SEARCH"})
+        assert search.status == 200, search.body
+    finally:
+        stop.set()
+        for t in fillers:
+            t.join(60)
+    es.inference.delete(inference_id="busy-search")
+
     # Queued work is finished before the deployment stops, when asked.
     replies: list = []
     sender = threading.Thread(target=lambda: replies.extend(

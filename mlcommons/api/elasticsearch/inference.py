@@ -110,6 +110,11 @@ async def infer(request: web.Request) -> web.Response:
     if wake is not None:
         await svc.run(wake, svc.ctx, unit)
     chunked = boolean(request.query.get("chunked", "false"), "chunked")
+    input_type = body.get("input_type")
+    if input_type is not None and str(input_type).upper() not in ("SEARCH", "INGEST", "CLASSIFICATION", "CLUSTERING"):
+        raise BadRequest(f"Invalid [input_type] [{input_type}]", error_type="status_exception")
+    # Search-time inference is high priority, as in Elasticsearch: head of the queue, past its cap.
+    priority = str(input_type or "").upper() == "SEARCH"
     try:
         if task_type == "rerank":
             if chunked:
@@ -118,30 +123,32 @@ async def infer(request: web.Request) -> web.Response:
             if not isinstance(query, str) or not query:
                 raise BadRequest("Validation Failed: 1: Field [query] cannot be null for task type [rerank];",
                                  error_type="action_request_validation_exception")
-            scores = await svc.predict.similarity(unit, query, inputs, timeout)
+            scores = await svc.predict.similarity(unit, query, inputs, timeout, priority=priority)
             return respond({"rerank": _rerank(scores, inputs, task_settings)})
         if chunked:
-            return respond({task_type: await _chunked(svc, unit, task_type, endpoint, inputs, timeout)})
-        return respond({task_type: await _results(svc, unit, task_type, inputs, timeout)})
+            return respond({task_type: await _chunked(svc, unit, task_type, endpoint, inputs, timeout, priority)})
+        return respond({task_type: await _results(svc, unit, task_type, inputs, timeout, priority)})
     except NoRoute:
         raise MLError(f"Trained model deployment [{unit}] is not allocated to any nodes", status=409,
                       error_type="status_exception") from None
 
 
-async def _results(svc, unit: str, task_type: str, texts: list[str], timeout: float) -> list[dict]:
+async def _results(svc, unit: str, task_type: str, texts: list[str], timeout: float,
+                   priority: bool = False) -> list[dict]:
     if task_type == "text_embedding":
-        vectors = (await svc.predict.embed(unit, texts, timeout)).vectors
+        vectors = (await svc.predict.embed(unit, texts, timeout, priority=priority)).vectors
         return [{"embedding": row} for row in vectors]
-    maps = await svc.predict.sparse(unit, texts, timeout)
+    maps = await svc.predict.sparse(unit, texts, timeout, priority=priority)
     return [{"is_truncated": False, "embedding": weights} for weights in maps]
 
 
-async def _chunked(svc, unit: str, task_type: str, endpoint: dict, inputs: list[str], timeout: float) -> list[dict]:
+async def _chunked(svc, unit: str, task_type: str, endpoint: dict, inputs: list[str], timeout: float,
+                   priority: bool = False) -> list[dict]:
     raw = endpoint.get("chunking_settings")
     settings = chunking.parse_chunking_settings(raw) if raw else chunking.DEFAULT_CHUNKING_SETTINGS
     spans = [chunking.chunk(text, settings) for text in inputs]
     pieces = [text[start:end] for text, found in zip(inputs, spans) for start, end in found]
-    results = await _results(svc, unit, task_type, pieces, timeout)
+    results = await _results(svc, unit, task_type, pieces, timeout, priority)
     key = "embedding"
     out, i = [], 0
     for found in spans:
