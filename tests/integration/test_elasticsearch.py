@@ -176,3 +176,15 @@ def test_query_and_body_parameters_must_agree(cluster):
                             {"threads_per_allocation": 4})
     assert resp.status == 400
     assert "in the body is different from the parameter" in resp.body["error"]["reason"]
+
+
+@pytest.mark.parametrize("version", ["8", "9"])
+def test_compatible_media_type_is_accepted_and_echoed(cluster, version):
+    media = f"application/vnd.elasticsearch+json; compatible-with={version}"
+    resp = cluster.api.get("/_ml/trained_models", headers={"Accept": media, "Content-Type": media})
+    assert resp.status == 200 and "trained_model_configs" in resp.body
+    assert resp.headers["Content-Type"] == media
+    assert resp.headers["X-Elastic-Product"] == "Elasticsearch"
+    refused = cluster.api.get("/_ml/trained_models", headers={"Accept": "application/vnd.elasticsearch+json; "
+                                                                       "compatible-with=6"})
+    assert refused.status == 400 and refused.body["error"]["type"] == "media_type_header_exception"
