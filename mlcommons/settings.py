@@ -136,6 +136,18 @@ SETTINGS: dict[str, Setting] = {
         Setting("mlcommons.predict.auto_deploy_wait_seconds", 120.0, float, True,
                 "How long a first prediction waits for the deploy it started (bounded by its own time-out).",
                 minimum=0),
+        # --- adaptive allocations (Elasticsearch deployments) ------------------------------
+        Setting("mlcommons.adaptive_allocations.interval_seconds", 10.0, float, True,
+                "How often the cluster watcher measures each deployment with adaptive allocations enabled and "
+                "asks the scaler for its allocation count (Elasticsearch's 10 s tick).", minimum=0.05,
+                maximum=3600),
+        Setting("mlcommons.adaptive_allocations.scale_to_zero_seconds", 86400.0, float, True,
+                "A deployment whose min_number_of_allocations is 0 or unset goes to 0 allocations after no "
+                "request for this long (xpack.ml.trained_models.adaptive_allocations.scale_to_zero_time); the "
+                "model stays loaded and the next request brings back one allocation.", minimum=1),
+        Setting("mlcommons.adaptive_allocations.scale_down_cooldown_seconds", 300.0, float, True,
+                "No scale-down this long after a scale-up or a node starting to serve the deployment, so that "
+                "new allocations are not judged by a load measured before they could help.", minimum=0),
         # --- ML Commons settings ------------------------------------------------------------
         Setting(_ML + "allow_registering_model_via_url", False, bool, True,
                 "Allow registering a model from a URL (http(s):// or file://)."),

@@ -152,7 +152,8 @@ class WorkerNode:
     # --- heartbeat ------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
         with self._lock:
-            models = {m: {"loaded_at": h.loaded_at, **h.server.counters.snapshot()} for m, h in self.hosted.items()}
+            models = {m: {"loaded_at": h.loaded_at, "allocations": h.server.allocations,
+                          **h.server.counters.snapshot()} for m, h in self.hosted.items()}
         return {"name": self.name, "roles": [nodes.ML_ROLE], "host": socket.gethostname(), "pid": os.getpid(),
                 "device": self.device, "started_at": self.started_at, "models": models,
                 "memory": memory_info()}
@@ -288,10 +289,13 @@ class WorkerNode:
 
     def layout(self, model: dict) -> tuple[int, int]:
         """(allocations, threads per allocation) for a deployment on this node: the deployment's
-        own, else the settings, where 0 allocations means one per usable core."""
+        own, else the settings, where 0 allocations means one per usable core. An Elasticsearch
+        deployment's own 0 is meant: scaled to zero, it stays loaded and runs no allocation."""
         serving = model.get("_serving") or {}
         threads = int(serving.get("threads_per_allocation")
                       or self.ctx.settings.get("mlcommons.deploy.threads_per_allocation"))
+        if serving.get("es") and serving.get("number_of_allocations") is not None:
+            return max(0, int(serving["number_of_allocations"])), threads
         allocations = int(serving.get("number_of_allocations")
                           or self.ctx.settings.get("mlcommons.deploy.number_of_allocations"))
         if allocations <= 0:

@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 
 from mlcommons import keys as K
 from mlcommons.core.context import Context
+from mlcommons.core.deployments import is_asleep
 from mlcommons.core.predict import PredictClient
 from mlcommons.errors import NotFound
 from mlcommons.store.connection import async_client
@@ -24,7 +25,9 @@ T = TypeVar("T")
 
 
 class ModelInfoCache:
-    """The few model fields the prediction path needs, kept for a second at most."""
+    """The few model fields the prediction path needs, kept for a second at most. ``asleep``: an
+    Elasticsearch deployment of the model scaled to zero by adaptive allocations (read in the same
+    round trip), which a prediction must wake."""
 
     def __init__(self, client: aioredis.Redis, keys, ttl: float = 1.0):
         self.client = client
@@ -37,11 +40,13 @@ class ModelInfoCache:
         now = time.monotonic()
         if hit is not None and now - hit[0] < self.ttl:
             return hit[1]
-        raw = await self.client.hmget(self.keys.doc(K.MODEL, model_id), "algorithm", "is_enabled", "model_state")
+        raw = await self.client.hmget(self.keys.doc(K.MODEL, model_id), "algorithm", "is_enabled", "model_state",
+                                      "_serving")
         info = None if raw[0] is None else {
             "algorithm": orjson.loads(raw[0]),
             "is_enabled": True if raw[1] is None else orjson.loads(raw[1]),
             "model_state": orjson.loads(raw[2]) if raw[2] else None,
+            "asleep": raw[3] is not None and is_asleep({"_serving": orjson.loads(raw[3])}),
         }
         if len(self._cache) > 10_000:
             self._cache.clear()

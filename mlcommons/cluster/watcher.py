@@ -4,6 +4,8 @@ and moving the cluster toward what its documents say.
 It runs in every API process (``mlcommons api`` and ``mlcommons serve``) on a thread of its own;
 a lease in Redis makes exactly one of them act at a time. Because every step only reads state and
 moves toward it, a watcher that dies mid-round leaves nothing that the next one cannot finish.
+The adaptive allocations step (autoscaler.py) also keeps load estimates in memory; a new leader
+builds them afresh.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import threading
 import time
 
 from mlcommons.cluster import liveness, orphans, redeploy, syncup, timeouts
+from mlcommons.cluster.autoscaler import Autoscaler
 from mlcommons.cluster.leader import Lease
 from mlcommons.core.context import Context
 from mlcommons.ids import new_id
@@ -31,6 +34,8 @@ class Watcher:
         self._last_ok = 0.0
         self._liveness_from = 0.0
         self.rounds = 0
+        self.autoscaler = Autoscaler(ctx)
+        """The one step with a memory (its scalers): rebuilt whenever this watcher stops leading."""
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, daemon=True, name="cluster-watcher")
@@ -51,6 +56,8 @@ class Watcher:
             try:
                 if self.lease.hold():
                     self.round()
+                else:
+                    self.autoscaler.reset()
             except Exception as exc:  # a round that fails (Redis away, a bug) must not end the loop
                 log.warning("watcher round failed: %s", exc, exc_info=not _is_connection_error(exc))
             interval = self.ctx.settings.get("mlcommons.cluster.watcher_interval_seconds")
@@ -66,6 +73,8 @@ class Watcher:
             # append-only file, with heartbeats expired meanwhile): give every node one expiry
             # to be heard from before calling it dead.
             self._liveness_from = now + expiry
+        if now - self._last_ok > self.lease.ttl_ms / 1000:
+            self.autoscaler.reset()  # the lease may have been someone else's meanwhile
         self._last_ok = now
         if now >= self._liveness_from:
             liveness.step(self.ctx)
@@ -76,6 +85,7 @@ class Watcher:
             syncup.step(self.ctx)
         orphans.step(self.ctx)
         redeploy.step(self.ctx)
+        self.autoscaler.step()
 
 
 def _is_connection_error(exc: Exception) -> bool:

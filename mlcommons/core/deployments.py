@@ -8,6 +8,7 @@ deployment_id is the model id, else a deployment document. Starting one records 
 """
 from __future__ import annotations
 
+import logging
 import math
 import re
 from typing import Any
@@ -21,6 +22,8 @@ from mlcommons.errors import BadRequest, NotFound
 from mlcommons.ids import now_ms
 from mlcommons.store.documents import Tx
 from mlcommons.types import ModelState, TaskState
+
+log = logging.getLogger(__name__)
 
 MAX_QUEUE_CAPACITY = 100_000
 DEFAULT_QUEUE_CAPACITY = 10_000
@@ -239,7 +242,7 @@ def unit_for_infer(ctx: Context, ident: str) -> str:
 def state_of(ctx: Context, index: str, unit_id: str, doc: dict[str, Any]) -> dict[str, Any]:
     """allocation and routing state of a deployment, as Elasticsearch reports them."""
     es = (doc.get("_serving") or {}).get("es") or {}
-    per_node = int((doc.get("_serving") or {}).get("number_of_allocations") or 1)
+    per_node = allocations_per_node(doc)
     planned = list(doc.get("planning_worker_nodes") or es.get("target_nodes") or [])
     current = set(doc.get("current_worker_nodes") or [])
     errors: dict[str, str] = {}
@@ -265,9 +268,13 @@ def state_of(ctx: Context, index: str, unit_id: str, doc: dict[str, Any]) -> dic
     for entry in routing.values():
         if not entry["reason"]:
             entry.pop("reason")
-    target = int(es.get("number_of_allocations") or per_node * max(1, len(planned)))
+    target = total_allocations(doc)
     count = min(target, per_node * len(current))
-    allocation_state = "starting" if count == 0 else ("started" if count < target else "fully_allocated")
+    # Elasticsearch's rule; a deployment scaled to zero (0 of 0) is fully allocated.
+    if count == 0 and target > 0:
+        allocation_state = "starting"
+    else:
+        allocation_state = "started" if count < target else "fully_allocated"
     if current:
         assignment_state = "started"
     elif routing and all(r["routing_state"] == "failed" for r in routing.values()):
@@ -315,24 +322,79 @@ def stop_unit(ctx: Context, unit_id: str, *, force: bool = False) -> None:
     _forget(ctx, unit_id)
 
 
-def update(ctx: Context, unit_id: str, allocations: int | None, adaptive: dict[str, Any] | None) -> None:
-    """Change a deployment's allocations: each node picks up its new count at its next heartbeat."""
+def update(ctx: Context, unit_id: str, allocations: int | None, adaptive: dict[str, Any] | None, *,
+           expected: int | None = None) -> bool:
+    """Change a deployment's allocations (its total; 0 only for an adaptive deployment scaled to
+    zero) and adaptive settings: each node picks up its new count at its next heartbeat.
+    ``expected``: apply only if the total is still this (the scaler decided from it). Returns
+    whether it was applied."""
     index = units.kind(ctx.docs, unit_id)
 
     def tx_body(tx: Tx):
         doc = tx.get(index, unit_id)
+        if doc is None or (expected is not None and total_allocations(doc) != expected):
+            return False
         serving = dict(doc.get("_serving") or {})
         es = dict(serving.get("es") or {})
         if adaptive is not None:
             es["adaptive_allocations"] = adaptive
-        if allocations is not None:
+        count = allocations
+        if count is None and not adaptive_config(es) and es.get("number_of_allocations") == 0:
+            count = 1  # adaptive allocations turned off while scaled to zero: serve again
+        if count is not None:
             nodes_count = max(1, len(doc.get("current_worker_nodes") or es.get("target_nodes") or [1]))
-            es["number_of_allocations"] = allocations
-            serving["number_of_allocations"] = max(1, math.ceil(allocations / nodes_count))
+            es["number_of_allocations"] = count
+            serving["number_of_allocations"] = math.ceil(count / nodes_count) if count > 0 else 0
         serving["es"] = es
         tx.update(index, unit_id, {"_serving": serving, "last_updated_time": now_ms()})
+        return True
 
-    ctx.docs.transact(tx_body)
+    return ctx.docs.transact(tx_body)
+
+
+def allocations_per_node(doc: dict[str, Any]) -> int:
+    """Allocation threads each serving node runs for a deployment. An Elasticsearch deployment
+    may be at 0 (scaled to zero); anything else without a count has the settings' default, which
+    is not known here: 1."""
+    serving = doc.get("_serving") or {}
+    value = serving.get("number_of_allocations")
+    if value is None or (value == 0 and not serving.get("es")):
+        return 1
+    return int(value)
+
+
+def total_allocations(doc: dict[str, Any]) -> int:
+    """A deployment's allocation count over all its nodes (Elasticsearch's number_of_allocations)."""
+    es = (doc.get("_serving") or {}).get("es") or {}
+    if es.get("number_of_allocations") is not None:
+        return int(es["number_of_allocations"])
+    planned = doc.get("planning_worker_nodes") or es.get("target_nodes") or []
+    return allocations_per_node(doc) * max(1, len(planned))
+
+
+def adaptive_config(es: dict[str, Any]) -> dict[str, Any] | None:
+    """A deployment's ``adaptive_allocations`` when enabled, else None (``es``: its ES settings)."""
+    adaptive = es.get("adaptive_allocations")
+    return adaptive if isinstance(adaptive, dict) and adaptive.get("enabled") else None
+
+
+def is_asleep(doc: dict[str, Any] | None) -> bool:
+    """Whether a unit is an adaptive deployment scaled to zero: a request to it must wake it."""
+    es = ((doc or {}).get("_serving") or {}).get("es") or {}
+    return es.get("number_of_allocations") == 0 and adaptive_config(es) is not None
+
+
+def wake(ctx: Context, unit_id: str) -> bool:
+    """Scale from zero: a request arrived for ``unit_id``. An adaptive deployment at 0 allocations
+    goes to 1 at once (the request waits in the queue until a node has resized, within a
+    heartbeat); anything else is left alone, for the price of one read. True if it was woken."""
+    index = units.kind(ctx.docs, unit_id)
+    if not is_asleep(ctx.docs.get(index, unit_id)):
+        return False
+    woken = update(ctx, unit_id, 1, None, expected=0)
+    if woken:
+        log.info("deployment %s: a request arrived at 0 allocations; scaling to 1", unit_id)
+    return woken
 
 
 def tasks_of(ctx: Context, unit_id: str) -> list[str]:

@@ -29,6 +29,9 @@ async def infer(request: web.Request) -> web.Response:
     es = (model or {}).get("_es") or {}
     task = next(iter(es.get("inference_config") or {"text_embedding": {}}))
     texts = _texts(body, (es.get("input") or {}).get("field_names") or ["text_field"])
+    if deployments.is_asleep(doc):
+        # Scaled to zero: back to one allocation now; the request waits in the queue meanwhile.
+        await svc.run(deployments.wake, svc.ctx, unit_id)
     try:
         overrides = (body.get("inference_config") or {}).get(task) or {}
         if task == "text_embedding":

@@ -88,7 +88,6 @@ def _stats(ctx, expression: str | None, allow: bool) -> dict:
 def deployment_stats(ctx, index: str, unit_id: str, doc: dict, live: dict) -> dict:
     es = (doc.get("_serving") or {}).get("es") or {}
     state = deployments.state_of(ctx, index, unit_id, doc)
-    per_node = int((doc.get("_serving") or {}).get("number_of_allocations") or 1)
     pending = int(ctx.redis.llen(ctx.keys.predict_queue(unit_id)) or 0)
     rejected = int(ctx.redis.hget(ctx.keys.route(unit_id), "rejected") or 0)
     node_entries, totals = [], {"inference_count": 0, "error_count": 0, "timeout_count": 0}
@@ -143,6 +142,8 @@ def deployment_stats(ctx, index: str, unit_id: str, doc: dict, live: dict) -> di
     if "cache_size" in es:
         out["cache_size"] = f"{es['cache_size']}b"
     if es.get("adaptive_allocations"):
+        # As set at _start or _update. The scaler moves number_of_allocations and
+        # allocation_status (0 of 0, fully allocated, when scaled to zero).
         out["adaptive_allocations"] = es["adaptive_allocations"]
     return out
 

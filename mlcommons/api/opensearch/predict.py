@@ -1,7 +1,8 @@
 """/_plugins/_ml/models/<id>/_predict and /_plugins/_ml/_predict/<algorithm>/<id>: the hot path.
 
 Everything here runs on the event loop: one cached model lookup, one admission script, one
-awaited reply, and the embeddings written out by orjson straight from the float32 array.
+awaited reply, and the embeddings written out by orjson straight from the float32 array. (An
+Elasticsearch deployment scaled to zero is first woken, off the loop.)
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from aiohttp import web
 
 from mlcommons.api.http import read_json, respond
 from mlcommons.core import deploy as deploys
-from mlcommons.core import models, tasks
+from mlcommons.core import deployments, models, tasks
 from mlcommons.core.predict import NoRoute
 from mlcommons.errors import BadRequest, Forbidden, RequestTimeout, ServiceUnavailable
 from mlcommons.types import FunctionName, ModelState, TaskState
@@ -52,6 +53,11 @@ async def predict(request: web.Request) -> web.Response:
         options = _options(body)
         call = lambda t: svc.predict.embed(model_id, texts, t)  # noqa: E731
         shape = lambda result: _results(result.vectors, options)  # noqa: E731
+    if info["asleep"]:
+        # An Elasticsearch deployment scaled to zero: one allocation again; the request waits in
+        # the queue until a node has it. Other models pay nothing (the flag came with the lookup).
+        await svc.run(deployments.wake, svc.ctx, model_id)
+        svc.models.forget(model_id)
     timeout = svc.settings.get("mlcommons.predict.timeout_seconds")
     deadline = time.monotonic() + timeout
     try:
