@@ -86,3 +86,13 @@ def make_cluster(tmp_path):
     yield make
     for local in made:
         local.stop()
+
+
+@pytest.fixture(scope="session")
+def es(cluster):
+    """elasticsearch-py pointed at the session cluster (no retries: a 429 is for the test to see)."""
+    from elasticsearch import Elasticsearch
+
+    client = Elasticsearch(cluster.api.base, request_timeout=60, max_retries=0)
+    yield client
+    client.close()

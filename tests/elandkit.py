@@ -269,3 +269,31 @@ def _save(traced) -> bytes:
     buf = io.BytesIO()
     torch.jit.save(traced, buf)
     return buf.getvalue()
+
+
+UPLOAD_PART = 4096  # Eland uploads 1 MiB parts; the tiny models are split in a few small ones
+
+
+def upload_to_elasticsearch(es, model_id: str, model: tuple[bytes, dict, dict]) -> None:
+    """Upload :func:`eland_model`'s output as Eland does: config, base64 definition parts, vocabulary."""
+    import base64
+    import math
+
+    definition, vocabulary, inference_config = model
+    es.ml.put_trained_model(model_id=model_id, model_type="pytorch", inference_config=inference_config,
+                            input={"field_names": ["text_field"]})
+    total = math.ceil(len(definition) / UPLOAD_PART)
+    for part in range(total):
+        piece = definition[part * UPLOAD_PART:(part + 1) * UPLOAD_PART]
+        es.ml.put_trained_model_definition_part(model_id=model_id, part=part,
+                                                definition=base64.b64encode(piece).decode(),
+                                                total_definition_length=len(definition), total_parts=total)
+    es.ml.put_trained_model_vocabulary(model_id=model_id, **vocabulary)
+
+
+def load_eland(model: tuple[bytes, dict, dict], tmp_dir: Path):
+    """The runtime a worker would load for :func:`eland_model`'s output (the caller closes it)."""
+    from workers.runtimes.eland import load_eland_runtime
+
+    definition, vocabulary, inference_config = model
+    return load_eland_runtime(write_eland_folder(Path(tmp_dir) / "m", definition, vocabulary), inference_config)

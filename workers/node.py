@@ -15,7 +15,6 @@ import os
 import shutil
 import socket
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,7 +167,7 @@ class WorkerNode:
         with self._lock:
             held = list(self.hosted.items())
         for unit_id, hosted in held:
-            doc = self.ctx.docs.get(units.kind(self.ctx.docs, unit_id), unit_id)
+            _, doc = units.lookup(self.ctx.docs, unit_id)
             if doc is None or not doc.get("_serving"):
                 continue
             allocations, _ = self.layout(doc)
@@ -192,8 +191,7 @@ class WorkerNode:
         if not deploys.mark_running(self.ctx, task_id, self.node_id):
             return {"node": self.node_id, "result": "skipped: this node's part of the task is over"}
         try:
-            index = units.kind(self.ctx.docs, model_id)
-            unit = self.ctx.docs.get(index, model_id)
+            index, unit = units.lookup(self.ctx.docs, model_id)
             source_id = units.model_id_of(index, model_id, unit) if unit else model_id
             model = unit if index == K.MODEL else self.ctx.docs.get(K.MODEL, source_id)
             if unit is None or model is None:

@@ -221,16 +221,15 @@ def all_deployments(ctx: Context) -> list[tuple[str, str, dict[str, Any]]]:
     return [(i, u, d) for i, u, d in units.all_units(ctx) if _is_deployment(i, d)]
 
 
-def unit_for_infer(ctx: Context, ident: str) -> str:
-    """The unit an _infer on ``ident`` goes to: the deployment of that id, else the model's."""
-    if ctx.docs.exists(K.DEPLOYMENT, ident):
-        return ident
-    model = ctx.docs.get(K.MODEL, ident)
-    if model is None:
+def unit_for_infer(ctx: Context, ident: str) -> tuple[str, str, dict[str, Any]]:
+    """(index, unit id, document) of the unit an _infer on ``ident`` goes to: the deployment of
+    that id, else the model's own, else any deployment of the model."""
+    index, doc = units.lookup(ctx.docs, ident)
+    if doc is None:
         raise NotFound(f"Could not find trained model [{ident}]", error_type="resource_not_found_exception")
-    if _is_deployment(K.MODEL, model):
-        return ident
-    others = [u for i, u, _ in find(ctx, ident)]
+    if _is_deployment(index, doc):
+        return index, ident, doc
+    others = find(ctx, ident)
     if others:
         return others[0]
     raise BadRequest(f"Model [{ident}] must be deployed to use. Please deploy with the start trained model "
@@ -388,8 +387,7 @@ def wake(ctx: Context, unit_id: str) -> bool:
     """Scale from zero: a request arrived for ``unit_id``. An adaptive deployment at 0 allocations
     goes to 1 at once (the request waits in the queue until a node has resized, within a
     heartbeat); anything else is left alone, for the price of one read. True if it was woken."""
-    index = units.kind(ctx.docs, unit_id)
-    if not is_asleep(ctx.docs.get(index, unit_id)):
+    if not is_asleep(units.lookup(ctx.docs, unit_id)[1]):
         return False
     woken = update(ctx, unit_id, 1, None, expected=0)
     if woken:

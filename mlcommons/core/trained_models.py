@@ -13,7 +13,6 @@ import hashlib
 from typing import Any
 
 from mlcommons import keys as K
-from mlcommons.core import units
 from mlcommons.core.context import Context
 from mlcommons.errors import BadRequest, Conflict, NotFound
 from mlcommons.ids import now_ms
@@ -135,10 +134,6 @@ def put(ctx: Context, model_id: str, body: dict[str, Any]) -> dict[str, Any]:
         }, created=now)
 
     ctx.docs.transact(tx_body)
-    return public_config(config)
-
-
-def public_config(config: dict[str, Any]) -> dict[str, Any]:
     return dict(config)
 
 
@@ -167,17 +162,22 @@ def put_definition_part(ctx: Context, model_id: str, part: int, body: dict[str, 
         data = base64.b64decode(definition, validate=True)
     except (binascii.Error, ValueError):
         raise BadRequest("[definition] is not valid base64", error_type="illegal_argument_exception") from None
-    model = get_es_model(ctx.docs, model_id)
-    if not is_es_model(model):
-        raise BadRequest(f"model [{model_id}] was not created through the trained models API")
-    if model["model_state"] != ModelState.REGISTERING.value:
-        raise Conflict(f"Cannot add definition parts to trained model [{model_id}]: its definition is complete "
-                       "and in use", error_type="status_exception")
+    _still_uploading(ctx, model_id, "add definition parts to")
     ctx.blobs.put_chunk(model_id, part, data)
     ctx.docs.update(K.MODEL, model_id, {"_es_parts": {"total_parts": total_parts,
                                                       "total_definition_length": total_length},
                                         "last_updated_time": now_ms()})
     return {"acknowledged": True}
+
+
+def _still_uploading(ctx: Context, model_id: str, action: str) -> None:
+    """Definition parts and the vocabulary can change only until a deployment first starts."""
+    model = get_es_model(ctx.docs, model_id)
+    if not is_es_model(model):
+        raise BadRequest(f"model [{model_id}] was not created through the trained models API")
+    if model["model_state"] != ModelState.REGISTERING.value:
+        raise Conflict(f"Cannot {action} trained model [{model_id}]: its definition is complete and in use",
+                       error_type="status_exception")
 
 
 def put_vocabulary(ctx: Context, model_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -189,12 +189,7 @@ def put_vocabulary(ctx: Context, model_id: str, body: dict[str, Any]) -> dict[st
         raise validation("[merges] must be a list of strings")
     if scores is not None and not (isinstance(scores, list) and len(scores) == len(vocabulary)):
         raise validation("[scores] must hold one number per vocabulary entry")
-    model = get_es_model(ctx.docs, model_id)
-    if not is_es_model(model):
-        raise BadRequest(f"model [{model_id}] was not created through the trained models API")
-    if model["model_state"] != ModelState.REGISTERING.value:
-        raise Conflict(f"Cannot change the vocabulary of trained model [{model_id}]: its definition is complete "
-                       "and in use", error_type="status_exception")
+    _still_uploading(ctx, model_id, "change the vocabulary of")
     vocab = {"vocabulary": vocabulary}
     if merges:
         vocab["merges"] = merges
@@ -285,32 +280,19 @@ def definition_complete(ctx: Context, model_id: str, model: dict[str, Any]) -> b
     return None not in sizes and sum(sizes) == int(parts["total_definition_length"])
 
 
-def deployments_of(ctx: Context, model_id: str) -> list[tuple[str, str, dict[str, Any]]]:
-    """(index, unit id, document) of every deployment of a model that is being served or started."""
-    out = []
-    for index, unit_id, doc in units.all_units(ctx):
-        if units.model_id_of(index, unit_id, doc) != model_id:
-            continue
-        if index == K.MODEL and not doc.get("_serving_started") and not doc.get("current_worker_nodes") \
-                and doc.get("model_state") not in (ModelState.DEPLOYING.value, ModelState.DEPLOYED.value,
-                                                    ModelState.PARTIALLY_DEPLOYED.value):
-            continue
-        out.append((index, unit_id, doc))
-    return out
-
-
 def delete(ctx: Context, model_id: str, force: bool) -> dict[str, Any]:
     model = get_es_model(ctx.docs, model_id)
     if not is_es_model(model):
         raise BadRequest(f"model [{model_id}] was not created through the trained models API; "
                          "delete it with DELETE /_plugins/_ml/models/<id>")
-    if deployments_of(ctx, model_id):
+    from mlcommons.core import deployments  # it builds on this module
+
+    serving = deployments.find(ctx, model_id)
+    if serving:
         if not force:
             raise Conflict(f"Cannot delete model [{model_id}] as it is currently deployed",
                            error_type="status_exception")
-        from mlcommons.core import deployments
-
-        for _, unit_id, _doc in deployments_of(ctx, model_id):
+        for _, unit_id, _doc in serving:
             deployments.stop_unit(ctx, unit_id, force=True)
     total = int((model.get("_es_parts") or {}).get("total_parts") or model.get("total_chunks") or 0)
 

@@ -22,6 +22,15 @@ def kind(reader, unit_id: str) -> str:
     return K.DEPLOYMENT if reader.get(K.DEPLOYMENT, unit_id) is not None else K.MODEL
 
 
+def lookup(reader, unit_id: str) -> tuple[str, dict[str, Any] | None]:
+    """(index, document) of a unit in one or two reads; the document is None when there is none
+    (the index is then the model index)."""
+    doc = reader.get(K.DEPLOYMENT, unit_id)
+    if doc is not None:
+        return K.DEPLOYMENT, doc
+    return K.MODEL, reader.get(K.MODEL, unit_id)
+
+
 def model_id_of(index: str, unit_id: str, doc: dict[str, Any]) -> str:
     """The model a unit serves."""
     return doc["model_id"] if index == K.DEPLOYMENT else unit_id

@@ -12,7 +12,7 @@ from elasticsearch import Elasticsearch
 
 from tests.cluster import ML
 from tests.harness import wait_for
-from tests.integration.test_elasticsearch import upload
+from tests.elandkit import upload_to_elasticsearch as upload
 
 ONE_NODE = ("node-a",)
 NAME = "adaptive"

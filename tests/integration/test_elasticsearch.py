@@ -4,23 +4,15 @@ stop and delete; the validations and errors of the reference."""
 from __future__ import annotations
 
 import base64
-import math
 
 import numpy as np
 import pytest
-from elasticsearch import ApiError, BadRequestError, ConflictError, Elasticsearch, NotFoundError
+from elasticsearch import ApiError, BadRequestError, ConflictError, NotFoundError
 
 from tests.cluster import ML
+from tests.elandkit import load_eland, upload_to_elasticsearch as upload
 from tests.harness import wait_for
 
-PART = 4096  # Eland uploads 1 MiB parts; the tiny model is split in a few small ones
-
-
-@pytest.fixture(scope="module")
-def es(cluster):
-    client = Elasticsearch(cluster.api.base, request_timeout=60, max_retries=0)
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="module")
@@ -30,27 +22,8 @@ def tiny_embedding(tmp_path_factory):
     return eland_model(tmp_path_factory.mktemp("eland"), "text_embedding")
 
 
-def upload(es: Elasticsearch, model_id: str, model) -> None:
-    definition, vocabulary, inference_config = model
-    es.ml.put_trained_model(model_id=model_id, model_type="pytorch", inference_config=inference_config,
-                            input={"field_names": ["text_field"]})
-    total = math.ceil(len(definition) / PART)
-    for part in range(total):
-        piece = definition[part * PART:(part + 1) * PART]
-        es.ml.put_trained_model_definition_part(model_id=model_id, part=part, definition=base64.b64encode(piece).decode(),
-                                                total_definition_length=len(definition), total_parts=total)
-    es.ml.put_trained_model_vocabulary(model_id=model_id, **vocabulary)
-
-
 def local_embeddings(model, texts, tmp_path) -> np.ndarray:
-    import orjson
-
-    from workers.runtimes.eland import load_eland_runtime
-
-    definition, vocabulary, inference_config = model
-    (tmp_path / "model.pt").write_bytes(definition)
-    (tmp_path / "vocabulary.json").write_bytes(orjson.dumps(vocabulary))
-    runtime = load_eland_runtime(tmp_path, inference_config)
+    runtime = load_eland(model, tmp_path)
     try:
         return runtime.embed(texts)
     finally:

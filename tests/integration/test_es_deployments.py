@@ -10,7 +10,7 @@ import pytest
 from elasticsearch import ApiError, Elasticsearch
 
 from tests.harness import wait_for
-from tests.integration.test_functions import _upload
+from tests.elandkit import upload_to_elasticsearch
 
 ONE_NODE = ("node-a",)
 
@@ -33,7 +33,7 @@ def _infer(c, deployment_id: str, text: str):
 def test_start_times_out_with_408_and_the_deployment_goes_on(make_cluster, tiny_model):
     c = make_cluster(nodes=ONE_NODE, node_env={"node-a": {"MLCOMMONS_FAILPOINTS": "deploy.load=delay(3)"}})
     es = _client(c)
-    _upload(es, "slow", tiny_model)
+    upload_to_elasticsearch(es, "slow", tiny_model)
     with pytest.raises(ApiError) as exc:
         es.ml.start_trained_model_deployment(model_id="slow", wait_for="started", timeout="1s")
     assert exc.value.meta.status == 408
@@ -57,7 +57,7 @@ def test_full_queue_answers_es_rejected_execution_and_finish_pending_work(make_c
     c = make_cluster(nodes=ONE_NODE, node_env={"node-a": {"MLCOMMONS_FAILPOINTS": "predict.batch=delay(0.4)"}},
                      env={"MLCOMMONS_MLCOMMONS_PREDICT_MAX_BATCH_SIZE": "1"})
     es = _client(c)
-    _upload(es, "busy", tiny_model)
+    upload_to_elasticsearch(es, "busy", tiny_model)
     es.ml.start_trained_model_deployment(model_id="busy", wait_for="started", queue_capacity=3,
                                          number_of_allocations=1)
     with ThreadPoolExecutor(12) as pool:
@@ -120,7 +120,7 @@ def test_full_queue_answers_es_rejected_execution_and_finish_pending_work(make_c
 def test_update_changes_the_allocation_count(make_cluster, tiny_model):
     c = make_cluster(nodes=ONE_NODE)
     es = _client(c)
-    _upload(es, "resize", tiny_model)
+    upload_to_elasticsearch(es, "resize", tiny_model)
     es.ml.start_trained_model_deployment(model_id="resize", wait_for="started", number_of_allocations=1)
     updated = es.ml.update_trained_model_deployment(model_id="resize", number_of_allocations=3)
     assert updated["assignment"]["task_parameters"]["number_of_allocations"] == 3

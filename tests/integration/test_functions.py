@@ -7,19 +7,12 @@ import math
 
 import numpy as np
 import pytest
-from elasticsearch import Elasticsearch
+
 
 from tests.integration.flows import ML, deploy, register_url, undeploy
-from tests.integration.test_elasticsearch import PART
+from tests.elandkit import load_eland, upload_to_elasticsearch
 
 TEXTS = ["hello world", "the search engine", "a tiny model of words"]
-
-
-@pytest.fixture(scope="module")
-def es(cluster):
-    client = Elasticsearch(cluster.api.base, request_timeout=60, max_retries=0)
-    yield client
-    client.close()
 
 
 def _local_runtime(zip_path, info, function, tmp_path):
@@ -80,38 +73,18 @@ def test_opensearch_text_similarity(cluster, tmp_path):
         undeploy(cluster, model_id)
 
 
-def _upload(es, model_id, model):
-    definition, vocabulary, inference_config = model
-    es.ml.put_trained_model(model_id=model_id, inference_config=inference_config,
-                            input={"field_names": ["text_field"]})
-    total = math.ceil(len(definition) / PART)
-    for part in range(total):
-        es.ml.put_trained_model_definition_part(
-            model_id=model_id, part=part, definition=base64.b64encode(definition[part * PART:(part + 1) * PART]).decode(),
-            total_definition_length=len(definition), total_parts=total)
-    es.ml.put_trained_model_vocabulary(model_id=model_id, **vocabulary)
-
-
-def _eland_runtime(model, tmp_path):
-    from tests.elandkit import write_eland_folder
-    from workers.runtimes.eland import load_eland_runtime
-
-    definition, vocabulary, inference_config = model
-    return load_eland_runtime(write_eland_folder(tmp_path / "m", definition, vocabulary), inference_config)
-
-
 def test_elasticsearch_text_expansion_and_similarity(es, tmp_path):
     from tests.elandkit import eland_model
 
     expansion = eland_model(tmp_path / "x", "text_expansion")
     similarity = eland_model(tmp_path / "s", "text_similarity")
-    _upload(es, "tiny-elser", expansion)
-    _upload(es, "tiny-reranker", similarity)
+    upload_to_elasticsearch(es, "tiny-elser", expansion)
+    upload_to_elasticsearch(es, "tiny-reranker", similarity)
     try:
         es.ml.start_trained_model_deployment(model_id="tiny-elser", wait_for="started")
         es.ml.start_trained_model_deployment(model_id="tiny-reranker", wait_for="started")
         out = es.ml.infer_trained_model(model_id="tiny-elser", docs=[{"text_field": t} for t in TEXTS])
-        runtime = _eland_runtime(expansion, tmp_path / "xr")
+        runtime = load_eland(expansion, tmp_path / "xr")
         want = runtime.sparse(TEXTS)
         runtime.close()
         for result, expected in zip(out["inference_results"], want):
@@ -119,7 +92,7 @@ def test_elasticsearch_text_expansion_and_similarity(es, tmp_path):
             assert set(got) == set(expected) and all(math.isclose(got[k], expected[k], rel_tol=1e-5) for k in got)
         out = es.ml.infer_trained_model(model_id="tiny-reranker", docs=[{"text_field": t} for t in TEXTS],
                                         inference_config={"text_similarity": {"text": "hello world"}})
-        runtime = _eland_runtime(similarity, tmp_path / "sr")
+        runtime = load_eland(similarity, tmp_path / "sr")
         want = runtime.score("hello world", TEXTS)
         runtime.close()
         assert np.allclose([r["predicted_value"] for r in out["inference_results"]], want, atol=1e-5)

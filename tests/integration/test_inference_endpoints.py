@@ -5,21 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from elasticsearch import BadRequestError, Elasticsearch, NotFoundError
+from elasticsearch import BadRequestError, NotFoundError
 
 from mlcommons.core.chunking import word_spans
-from tests.integration.test_functions import _eland_runtime, _upload
+from tests.elandkit import load_eland, upload_to_elasticsearch
 
 TEXTS = ["hello world", "the search engine", "a tiny model of words"]
 LONG = ("The cluster serves models. Worker nodes hold them in memory! Each node answers requests from a queue. "
         "Batches are taken as they come, sorted by length. Nothing waits for a window to fill. " * 3).strip()
-
-
-@pytest.fixture(scope="module")
-def es(cluster):
-    client = Elasticsearch(cluster.api.base, request_timeout=60, max_retries=0)
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +24,7 @@ def models(es, tmp_path_factory):
             "text_expansion": eland_model(tmp / "x", "text_expansion"),
             "text_similarity": eland_model(tmp / "s", "text_similarity")}
     for task, model in made.items():
-        _upload(es, f"ep-{task}", model)
+        upload_to_elasticsearch(es, f"ep-{task}", model)
     yield made
     for task in made:
         es.ml.delete_trained_model(model_id=f"ep-{task}", force=True)
@@ -53,7 +46,7 @@ def test_text_embedding_endpoint_with_chunking(es, cluster, models, tmp_path):
 
         out = es.inference.text_embedding(inference_id="my-embed", input=TEXTS)
         got = np.array([r["embedding"] for r in out["text_embedding"]], dtype=np.float32)
-        runtime = _eland_runtime(models["text_embedding"], tmp_path / "rt")
+        runtime = load_eland(models["text_embedding"], tmp_path / "rt")
         assert np.allclose(got, runtime.embed(TEXTS), atol=1e-5)
 
         resp = cluster.api.post("/_inference/text_embedding/my-embed?chunked=true", {"input": [LONG, "short one"]})
@@ -91,14 +84,14 @@ def test_sparse_and_rerank_endpoints(es, models, tmp_path):
         assert es.inference.get(inference_id="my-sparse")["endpoints"][0]["chunking_settings"] == \
             {"strategy": "sentence", "max_chunk_size": 250, "sentence_overlap": 1}
         sparse = es.inference.sparse_embedding(inference_id="my-sparse", input=TEXTS)["sparse_embedding"]
-        runtime = _eland_runtime(models["text_expansion"], tmp_path / "x")
+        runtime = load_eland(models["text_expansion"], tmp_path / "x")
         for got, want in zip(sparse, runtime.sparse(TEXTS)):
             assert got["is_truncated"] is False and set(got["embedding"]) == set(want)
         runtime.close()
 
         ranked = es.inference.rerank(inference_id="my-rerank", query="hello world", input=TEXTS,
                                      task_settings={"top_n": 2})["rerank"]
-        runtime = _eland_runtime(models["text_similarity"], tmp_path / "s")
+        runtime = load_eland(models["text_similarity"], tmp_path / "s")
         scores = runtime.score("hello world", TEXTS)
         runtime.close()
         want = sorted(range(3), key=lambda i: -scores[i])[:2]

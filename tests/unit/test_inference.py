@@ -7,6 +7,7 @@ import redis
 
 from mlcommons.keys import Keys
 from mlcommons.settings import Settings, static_values
+from tests.harness import wait_for
 from tests.modelkit import model_doc, tiny_archive
 from workers.extract import safe_extract
 from workers.inference import DeploymentServer
@@ -52,7 +53,6 @@ def test_allocations_resize_and_every_request_is_answered(runtime, redis_url):
     """Allocation threads can be added and removed while requests flow; a removed allocation hands
     back nothing unanswered."""
     import threading
-    import time
 
     import msgpack
 
@@ -73,16 +73,12 @@ def test_allocations_resize_and_every_request_is_answered(runtime, redis_url):
                 client.rpush(keys.predict_queue("d"),
                              msgpack.packb([sent, reply_key, 0, dp.OP_TEXT_EMBEDDING, [f"text {sent}"], None]))
             if count:
-                deadline = time.monotonic() + 30
-                while client.llen(reply_key) < sent and time.monotonic() < deadline:
-                    time.sleep(0.01)
-                assert client.llen(reply_key) == sent
-            live = [t for t in threading.enumerate() if t.name.startswith("infer-d-")]
-            deadline = time.monotonic() + 5
-            while len(live) != count and time.monotonic() < deadline:
-                time.sleep(0.01)
-                live = [t for t in threading.enumerate() if t.name.startswith("infer-d-")]
-            assert len(live) == count
+                wait_for(lambda: client.llen(reply_key) == sent, 30, 0.01, f"{sent} replies")
+
+            def allocation_threads():
+                return len([t for t in threading.enumerate() if t.name.startswith("infer-d-")])
+
+            wait_for(lambda: allocation_threads() == count, 5, 0.01, f"{count} allocation threads")
     finally:
         server.stop()
     replies = [msgpack.unpackb(r) for r in client.lrange(reply_key, 0, -1)]

@@ -25,8 +25,8 @@ from mlcommons.errors import NodeError
 from mlcommons.types import FunctionName
 from workers.runtimes.base import Encoded, Runtime
 from workers.runtimes.jit import WARM_UP_TEXT, TorchRuntime, first_tensor, unsupported_output
-from workers.runtimes.similarity import Pair, first_logit, split_pairs
-from workers.runtimes.sparse import check_vocabulary_width, splade_pool, to_sparse_dict
+from workers.runtimes.similarity import Pair, PairScorer, split_pairs
+from workers.runtimes.sparse import check_vocabulary_width, to_sparse_dict, vocabulary_weights
 from workers.runtimes.vocab import VocabTokenizer, load_vocab_tokenizer
 
 MODEL_FILE = "model.pt"
@@ -138,7 +138,7 @@ class ElandTextExpansion(ElandRuntime):
         """float32 (len(enc), vocab)."""
         if len(enc) == 0:
             return np.zeros((0, self.embedding_dimension), dtype=np.float32)
-        return self._run(enc, _expansion)
+        return self._run(enc, vocabulary_weights)
 
     def to_sparse(self, row: np.ndarray) -> dict[str, float]:
         """The positive weights of one row keyed by vocabulary token, special tokens left out."""
@@ -148,53 +148,25 @@ class ElandTextExpansion(ElandRuntime):
         return [self.to_sparse(row) for row in self.embed(texts)]
 
 
-def _expansion(out, attention_mask: torch.Tensor) -> torch.Tensor:
-    weights = first_tensor(out, ("output",))
-    if weights.dim() == 3:  # raw MLM logits: pool them as ELSER does inside its graph
-        return splade_pool(weights, attention_mask)
-    if weights.dim() != 2:
-        raise unsupported_output(f"a tensor of shape {tuple(weights.shape)}; expected (n, vocab)")
-    return weights
-
-
-class ElandTextSimilarity(ElandRuntime):
+class ElandTextSimilarity(PairScorer, ElandRuntime):
     """``text_similarity``: a cross-encoder; (query, text) pairs in, one float32 score each.
 
     The query is the first sequence of each pair, so ``truncate: first`` cuts the query and
     ``second`` the text, as in Elasticsearch. ``tokenize`` and ``count_tokens`` take pairs.
     """
 
-    function_name = FunctionName.TEXT_SIMILARITY
-    task_type = "text_similarity"
-    embedding_dimension = 1
-
     def __init__(self, pt_path: Path, tokenizer: VocabTokenizer, settings: dict, *, device: str = "cpu"):
         super().__init__(pt_path, tokenizer, settings, device=device)
-        out = self._warm_up(self.tokenize_pairs([WARM_UP_TEXT], [WARM_UP_TEXT]))
-        if out.shape != (1,):
-            raise unsupported_output(f"shape {out.shape} for one pair; expected (1,)")
+        self._check_warm_up()
 
     def tokenize_pairs(self, queries: Sequence[str], texts: Sequence[str]) -> Encoded:
         return self.tokenizer.encode_pairs(queries, texts)
-
-    def tokenize(self, pairs: Sequence[Pair]) -> Encoded:
-        return self.tokenize_pairs(*split_pairs(pairs))
 
     def count_tokens(self, pairs: Sequence[Pair]) -> list[int]:
         return self.tokenizer.count_pairs(*split_pairs(pairs))
 
     def truncated(self, pairs: Sequence[Pair]) -> list[bool]:
         return self.tokenizer.truncated_pairs(*split_pairs(pairs))
-
-    def forward(self, enc: Encoded) -> np.ndarray:
-        """float32 (len(enc),): the first logit of each pair."""
-        if len(enc) == 0:
-            return np.zeros((0,), dtype=np.float32)
-        return self._run(enc, first_logit)
-
-    def score(self, query: str, texts: Sequence[str]) -> np.ndarray:
-        """Scores of ``texts`` against one ``query``."""
-        return self.forward(self.tokenize_pairs([query] * len(texts), texts))
 
 
 RUNTIMES: dict[str, type[ElandRuntime]] = {

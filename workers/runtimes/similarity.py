@@ -50,36 +50,16 @@ def split_pairs(pairs: Sequence[Pair]) -> tuple[list[str], list[str]]:
     return queries, texts
 
 
-class TorchScriptTextSimilarity(TorchRuntime):
-    """A cross-encoder: (query, text) pairs in, one float32 score per pair out.
-
-    ``tokenize`` and ``count_tokens`` take a sequence of (query, text) pairs, so the generic
-    tokenize-then-batch loop works unchanged; ``embedding_dimension`` is 1.
-    """
+class PairScorer:
+    """What every cross-encoder runtime shares, over its own ``tokenize_pairs`` and ``_run``:
+    pairs in for the batching loop, the first logit out, and scores against one query."""
 
     function_name = FunctionName.TEXT_SIMILARITY
     task_type = "text_similarity"
     embedding_dimension = 1
 
-    def __init__(self, model_dir: Path, model_config: dict | None = None, *, device: str = "cpu"):
-        pt_path, tokenizer_path = find_model_files(Path(model_dir))
-        _, self._tokenizer = read_tokenizer_json(tokenizer_path, model_config or {})
-        super().__init__(pt_path, device=device)
-        out = self._warm_up(self.tokenize_pairs([WARM_UP_TEXT], [WARM_UP_TEXT]))
-        if out.shape != (1,):
-            raise unsupported_output(f"shape {out.shape} for one pair; expected (1,)")
-
-    def tokenize_pairs(self, queries: Sequence[str], texts: Sequence[str]) -> Encoded:
-        if len(queries) != len(texts):
-            raise ValueError(f"{len(queries)} queries but {len(texts)} texts")
-        return self._tokenizer.encode(list(zip(queries, texts)))
-
     def tokenize(self, pairs: Sequence[Pair]) -> Encoded:
         return self.tokenize_pairs(*split_pairs(pairs))
-
-    def count_tokens(self, pairs: Sequence[Pair]) -> list[int]:
-        queries, texts = split_pairs(pairs)
-        return self._tokenizer.count(list(zip(queries, texts)))
 
     def forward(self, enc: Encoded) -> np.ndarray:
         """float32 (len(enc),): the first logit of each pair."""
@@ -88,5 +68,33 @@ class TorchScriptTextSimilarity(TorchRuntime):
         return self._run(enc, first_logit)
 
     def score(self, query: str, texts: Sequence[str]) -> np.ndarray:
-        """Scores of ``texts`` against one ``query``: ML Commons' ``{query_text, text_docs}``."""
+        """Scores of ``texts`` against one ``query`` (ML Commons' ``{query_text, text_docs}``)."""
         return self.forward(self.tokenize_pairs([query] * len(texts), texts))
+
+    def _check_warm_up(self) -> None:
+        out = self._warm_up(self.tokenize_pairs([WARM_UP_TEXT], [WARM_UP_TEXT]))
+        if out.shape != (1,):
+            raise unsupported_output(f"shape {out.shape} for one pair; expected (1,)")
+
+
+class TorchScriptTextSimilarity(PairScorer, TorchRuntime):
+    """A cross-encoder: (query, text) pairs in, one float32 score per pair out.
+
+    ``tokenize`` and ``count_tokens`` take a sequence of (query, text) pairs, so the generic
+    tokenize-then-batch loop works unchanged; ``embedding_dimension`` is 1.
+    """
+
+    def __init__(self, model_dir: Path, model_config: dict | None = None, *, device: str = "cpu"):
+        pt_path, tokenizer_path = find_model_files(Path(model_dir))
+        _, self._tokenizer = read_tokenizer_json(tokenizer_path, model_config or {})
+        super().__init__(pt_path, device=device)
+        self._check_warm_up()
+
+    def tokenize_pairs(self, queries: Sequence[str], texts: Sequence[str]) -> Encoded:
+        if len(queries) != len(texts):
+            raise ValueError(f"{len(queries)} queries but {len(texts)} texts")
+        return self._tokenizer.encode(list(zip(queries, texts)))
+
+    def count_tokens(self, pairs: Sequence[Pair]) -> list[int]:
+        queries, texts = split_pairs(pairs)
+        return self._tokenizer.count(list(zip(queries, texts)))

@@ -111,7 +111,7 @@ class TorchScriptSparseEncoding(TorchRuntime):
         """float32 (len(enc), vocab)."""
         if len(enc) == 0:
             return np.zeros((0, self.embedding_dimension), dtype=np.float32)
-        return self._run(enc, _sparse_weights)
+        return self._run(enc, vocabulary_weights)
 
     def to_sparse(self, row: np.ndarray) -> dict[str, float]:
         return to_sparse_dict(row, self._vocab.tokens, self._vocab.special)
@@ -121,7 +121,9 @@ class TorchScriptSparseEncoding(TorchRuntime):
         return [self.to_sparse(row) for row in self.embed(texts)]
 
 
-def _sparse_weights(out, attention_mask: torch.Tensor) -> torch.Tensor:
+def vocabulary_weights(out, attention_mask: torch.Tensor) -> torch.Tensor:
+    """(n, vocab) weights from a sparse model's output: taken as they are, or pooled from raw MLM
+    logits (n, tokens, vocab) as SPLADE/ELSER pool them."""
     weights = first_tensor(out, _OUTPUT_KEYS)
     if weights.dim() == 3:
         return splade_pool(weights, attention_mask)

@@ -128,7 +128,7 @@ async def update(request: web.Request) -> web.Response:
     await svc.run(deployments.update, svc.ctx, unit_id,
                   settings["number_of_allocations"] if allocations is not None else None,
                   settings.get("adaptive_allocations"))
-    doc = await svc.run(svc.ctx.docs.get, units.kind(svc.ctx.docs, unit_id), unit_id)
+    _, doc = await svc.run(units.lookup, svc.ctx.docs, unit_id)
     return respond({"assignment": await svc.run(deployments.assignment, svc.ctx, index, unit_id, doc)})
 
 

@@ -6,7 +6,7 @@ from aiohttp import web
 from mlcommons.api.elasticsearch.protocol import es_errors, param
 from mlcommons.api.http import read_json, respond
 from mlcommons import keys as K
-from mlcommons.core import deployments, units
+from mlcommons.core import deployments
 from mlcommons.core.deployments import parse_time
 from mlcommons.core.predict import NoRoute
 from mlcommons.errors import BadRequest, MLError
@@ -22,9 +22,7 @@ async def infer(request: web.Request) -> web.Response:
     ident = request.match_info["model_id"]
     body = await read_json(request, required=True)
     timeout = parse_time(param(request, None, "timeout", "10s"), "timeout")
-    unit_id = await svc.run(deployments.unit_for_infer, svc.ctx, ident)
-    index = await svc.run(units.kind, svc.ctx.docs, unit_id)
-    doc = await svc.run(svc.ctx.docs.get, index, unit_id)
+    index, unit_id, doc = await svc.run(deployments.unit_for_infer, svc.ctx, ident)
     model = doc if index == K.MODEL else await svc.run(svc.ctx.docs.get, K.MODEL, doc["model_id"])
     es = (model or {}).get("_es") or {}
     task = next(iter(es.get("inference_config") or {"text_embedding": {}}))

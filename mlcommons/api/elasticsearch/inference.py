@@ -14,7 +14,7 @@ from mlcommons import keys as K
 from mlcommons.api.elasticsearch import deployments as deployments_api
 from mlcommons.api.elasticsearch.protocol import boolean, es_errors, param
 from mlcommons.api.http import read_json, respond
-from mlcommons.core import chunking, deployments, endpoints
+from mlcommons.core import chunking, deployments, endpoints, units
 from mlcommons.core.deployments import parse_time
 from mlcommons.core.predict import NoRoute
 from mlcommons.errors import BadRequest, MLError, RequestTimeout
@@ -106,9 +106,9 @@ async def infer(request: web.Request) -> web.Response:
     if errors:
         raise endpoints.validation(*errors)
     unit = endpoints.serving_unit(endpoint)
-    wake = getattr(deployments, "wake", None)
-    if wake is not None:
-        await svc.run(wake, svc.ctx, unit)
+    if deployments.is_asleep((await svc.run(units.lookup, svc.ctx.docs, unit))[1]):
+        # Scaled to zero: back to one allocation now; the request waits in the queue meanwhile.
+        await svc.run(deployments.wake, svc.ctx, unit)
     chunked = boolean(request.query.get("chunked", "false"), "chunked")
     input_type = body.get("input_type")
     if input_type is not None and str(input_type).upper() not in ("SEARCH", "INGEST", "CLASSIFICATION", "CLUSTERING"):
