@@ -88,7 +88,8 @@ def cmd_serve(args) -> int:
         if url is None:
             from mlcommons.embedded_redis import EmbeddedRedis
 
-            redis_server = EmbeddedRedis(data_dir / "redis")
+            redis_server = EmbeddedRedis(data_dir / "redis",
+                                         maxmemory=_static(args)["mlcommons.redis.embedded_maxmemory"])
             url = redis_server.start()
 
             def restart_redis():

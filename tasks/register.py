@@ -6,5 +6,5 @@ from workers.pretrained import materialize
 
 def register_model(task_id: str) -> dict:
     node = current()
-    model_id = register.execute(node.ctx, task_id, node.node_id, materialize)
+    model_id = register.execute(node.ctx, task_id, node.node_id, materialize, cancelled=node.stopping)
     return {"task_id": task_id, "model_id": model_id}

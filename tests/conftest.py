@@ -15,6 +15,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 NODES = ("node-a", "node-b")
+# file:// model URLs are read only inside the folders this setting names; the tests' archives
+# live under pytest's temporary folder.
+FILE_ROOTS = "MLCOMMONS_MLCOMMONS_MODEL_STORE_URL_FILE_ROOTS"
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +60,8 @@ def cluster(redis_server, tmp_path_factory):
     tests that do not kill anything."""
     # Small enough that the 413 test need not send 100 MB; large enough for any chunk.
     env = {"MLCOMMONS_MLCOMMONS_HTTP_MAX_CONTENT_LENGTH": "20000000",
-           "MLCOMMONS_PLUGINS_ML_COMMONS_SYNC_UP_JOB_INTERVAL_IN_SECONDS": "2"}
+           "MLCOMMONS_PLUGINS_ML_COMMONS_SYNC_UP_JOB_INTERVAL_IN_SECONDS": "2",
+           FILE_ROOTS: str(tmp_path_factory.getbasetemp())}
     local = LocalCluster(tmp_path_factory.mktemp("cluster"), NODES, env=env, redis_server=redis_server)
     try:
         local.start()
@@ -72,13 +76,14 @@ def cluster(redis_server, tmp_path_factory):
 
 
 @pytest.fixture
-def make_cluster(tmp_path):
+def make_cluster(tmp_path, tmp_path_factory):
     """Clusters of a test's own (Redis with an append-only file, workers, API), with the fast
     timings of ``tests.cluster.FAST``: for the tests that kill processes."""
     made: list[LocalCluster] = []
 
     def make(nodes=NODES, *, env: dict | None = None, node_env: dict | None = None) -> LocalCluster:
-        local = LocalCluster(tmp_path / f"cluster{len(made)}", nodes, env={**FAST, **(env or {})},
+        local = LocalCluster(tmp_path / f"cluster{len(made)}", nodes,
+                             env={**FAST, FILE_ROOTS: str(tmp_path_factory.getbasetemp()), **(env or {})},
                              node_env=node_env)
         made.append(local)
         return local.start()

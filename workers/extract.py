@@ -6,6 +6,14 @@ count and the declared sizes. Then each file is streamed out with a byte budget 
 copying, because a header's sizes are whatever the archive's author wrote. Files are created
 exclusively (never overwritten, never through a link) with default permissions. If anything fails,
 the destination is left as it was found: absent or empty.
+
+The budget is tied to the archive's own size, which the node has checked against the registered
+size and SHA-256: no entry may unpack to more than :data:`MAX_RATIO` times its compressed bytes,
+nor the whole archive to more than :data:`MAX_RATIO` times its size (each plus
+:data:`RATIO_SLACK`), whatever the headers declare, and never past ``max_total_bytes``. Model
+archives hold weights (float tensors compress about 1.1:1), tokenizer and vocabulary files (3-5:1)
+and small configs; deflate reaches about 1000:1 on a run of one byte, which is what a zip bomb is
+made of. 100:1 passes real models by far and holds a bomb to a hundred times its download.
 """
 from __future__ import annotations
 
@@ -21,6 +29,9 @@ from mlcommons.errors import UnsafeArchive
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _COPY_CHUNK = 1 << 20
 _READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError)
+MAX_RATIO = 100
+# Small files may be more compressible than any weights (a padded config): the ratio binds past this.
+RATIO_SLACK = 1 << 20
 
 
 def safe_extract(
@@ -34,8 +45,9 @@ def safe_extract(
 
     Returns the extracted files (not directories) in archive order. Raises
     :class:`~mlcommons.errors.UnsafeArchive` naming the offending entry when the archive is not a
-    zip, has more than ``max_files`` entries, would unpack to more than ``max_total_bytes``, or
-    holds an entry that is a symlink or would land outside ``dest``.
+    zip, has more than ``max_files`` entries, would unpack to more than ``max_total_bytes`` or
+    past the compression ratio bound, or holds an entry that is a symlink or would land outside
+    ``dest``.
     """
     archive, dest = Path(archive), Path(dest)
     try:
@@ -43,17 +55,42 @@ def safe_extract(
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as exc:
         raise UnsafeArchive(f"{archive.name} is not a readable zip archive: {exc}") from exc
     with zf:
-        plan = _plan(zf.infolist(), dest.resolve(), max_total_bytes=max_total_bytes, max_files=max_files)
+        bounds = _Bounds(archive.stat().st_size, max_total_bytes)
+        plan = _plan(zf.infolist(), dest.resolve(), bounds=bounds, max_files=max_files)
         created = _prepare(dest)
         try:
-            return _extract(zf, plan, dest, max_total_bytes)
+            return _extract(zf, plan, dest, bounds)
         except BaseException:
             _clear(dest, remove_dest=created)
             raise
 
 
+class _Bounds:
+    """How much the archive may unpack to: in all, and per entry from its compressed size (the
+    header's, but never more than the whole archive)."""
+
+    def __init__(self, archive_size: int, max_total_bytes: int):
+        self.archive_size = archive_size
+        self.total = min(max_total_bytes, MAX_RATIO * archive_size + RATIO_SLACK)
+        self.by_ratio = self.total < max_total_bytes
+
+    def entry(self, info: zipfile.ZipInfo) -> int:
+        return MAX_RATIO * min(info.compress_size, self.archive_size) + RATIO_SLACK
+
+    def entry_error(self, info: zipfile.ZipInfo) -> UnsafeArchive:
+        return UnsafeArchive(
+            f"archive entry {info.filename!r} unpacks to {info.file_size} bytes from "
+            f"{info.compress_size} compressed bytes: more than {self.entry(info)} (a compression ratio "
+            f"above {MAX_RATIO}:1)")
+
+    def total_reason(self) -> str:
+        if self.by_ratio:
+            return f"{MAX_RATIO} times the archive's {self.archive_size} bytes"
+        return "the most a model may unpack to"
+
+
 def _plan(
-    infos: list[zipfile.ZipInfo], root: Path, *, max_total_bytes: int, max_files: int
+    infos: list[zipfile.ZipInfo], root: Path, *, bounds: _Bounds, max_files: int
 ) -> list[tuple[zipfile.ZipInfo, PurePosixPath | None]]:
     """Validate every entry up front; returns (entry, relative path or None for the root)."""
     if len(infos) > max_files:
@@ -83,11 +120,13 @@ def _plan(
             if rel in files:
                 raise UnsafeArchive(f"archive entry {name!r} appears more than once")
             files.add(rel)
+            if info.file_size > bounds.entry(info):
+                raise bounds.entry_error(info)
             declared += info.file_size
-            if declared > max_total_bytes:
+            if declared > bounds.total:
                 raise UnsafeArchive(
-                    f"the archive declares more than {max_total_bytes} uncompressed bytes "
-                    f"(reached at entry {name!r})"
+                    f"the archive declares more than {bounds.total} uncompressed bytes, "
+                    f"{bounds.total_reason()} (reached at entry {name!r})"
                 )
         plan.append((info, rel))
     for rel in files | dirs:
@@ -132,8 +171,8 @@ def _prepare(dest: Path) -> bool:
     return True
 
 
-def _extract(zf: zipfile.ZipFile, plan, dest: Path, max_total_bytes: int) -> list[Path]:
-    budget = _Budget(max_total_bytes)
+def _extract(zf: zipfile.ZipFile, plan, dest: Path, bounds: _Bounds) -> list[Path]:
+    budget = _Budget(bounds)
     extracted: list[Path] = []
     for info, rel in plan:
         if rel is None:
@@ -158,13 +197,15 @@ def _extract(zf: zipfile.ZipFile, plan, dest: Path, max_total_bytes: int) -> lis
 
 
 class _Budget:
-    def __init__(self, limit: int):
-        self.limit = limit
+    def __init__(self, bounds: _Bounds):
+        self.bounds = bounds
         self.used = 0
 
 
 class _Counted:
-    """A reader that counts what it hands out against the entry's declared size and the budget."""
+    """A reader that counts what it hands out against the entry's declared size (which the plan
+    held to the ratio bound) and the archive's budget, so a lying header is caught by the read
+    that crosses it."""
 
     def __init__(self, src, budget: _Budget, info: zipfile.ZipInfo):
         self._src = src
@@ -181,9 +222,10 @@ class _Counted:
                 f"archive entry {self._info.filename!r} is larger than its declared "
                 f"{self._info.file_size} bytes"
             )
-        if self._budget.used > self._budget.limit:
+        bounds = self._budget.bounds
+        if self._budget.used > bounds.total:
             raise UnsafeArchive(
-                f"the archive unpacks to more than {self._budget.limit} bytes "
+                f"the archive unpacks to more than {bounds.total} bytes, {bounds.total_reason()} "
                 f"(reached at entry {self._info.filename!r})"
             )
         return data

@@ -1,8 +1,10 @@
 """A worker node: the long-lived process that holds models in memory and serves them.
 
-It runs three things:
+It runs four things:
 - an rq ``SimpleWorker`` (no fork: a model loaded by a deploy job stays in this process) on the
-  node's own queue and on the shared queue, in the main thread;
+  node's own queue (deploys, undeploys), in the main thread;
+- a second one on the shared queue (registers, which may download for minutes), in a thread
+  (workers/shared_worker.py), so that a slow download never holds up a deploy or an undeploy;
 - a heartbeat thread that announces the node (id, boot id, roles, memory, models held);
 - one :class:`~workers.inference.DeploymentServer` per deployed model, whose allocation threads
   serve predictions from the deployment's Redis queue.
@@ -38,10 +40,16 @@ from workers.fetch import fetch_and_extract, fetch_definition
 from workers.inference import DeploymentServer
 from workers.modelcache import ModelCache
 from workers.runtimes import Runtime, load_runtime
+from workers.shared_worker import ThreadWorker
+from workers.shared_worker import serve as serve_shared_queue
 
 log = logging.getLogger(__name__)
 
 _current: "WorkerNode | None" = None
+
+# How long a stopping node waits for its shared-queue worker's job (a download sees the stop at its
+# next read); a job still running after it is closed by the liveness round that sees the node gone.
+SHARED_STOP_SECONDS = 5.0
 
 
 def current() -> "WorkerNode":
@@ -102,6 +110,8 @@ class WorkerNode:
         self._lock = threading.RLock()
         self._stopping = threading.Event()
         self._heartbeat_thread: threading.Thread | None = None
+        self._shared_stopped = threading.Event()
+        self._shared_thread: threading.Thread | None = None
         self.started_at = now_ms()
         self.cache = ModelCache(self.data_dir / "models", ctx.settings.get("mlcommons.node.model_cache_bytes"))
 
@@ -113,14 +123,24 @@ class WorkerNode:
         self._heartbeat_once()
         self._heartbeat_thread = threading.Thread(target=self._heartbeat_loop, daemon=True, name="heartbeat")
         self._heartbeat_thread.start()
-        queues = [self.ctx.queue(self.ctx.keys.node_queue(self.node_id)),
-                  self.ctx.queue(self.ctx.keys.shared_queue())]
-        worker = SimpleWorker(queues, connection=self.ctx.redis, name=jobs.worker_name(self.node_id, self.boot_id))
+        self._shared_thread = threading.Thread(target=serve_shared_queue, args=(self._shared_worker,
+                                               self._shared_stopped), daemon=True, name="shared-queue")
+        self._shared_thread.start()
+        worker = SimpleWorker([self.ctx.queue(self.ctx.keys.node_queue(self.node_id))], connection=self.ctx.redis,
+                              name=jobs.worker_name(self.node_id, self.boot_id))
         log.info("node %s (%s) ready on device %s", self.node_id, self.name, self.device)
         try:
             worker.work(with_scheduler=False, logging_level="WARNING")
         finally:
             self.shutdown()
+
+    def _shared_worker(self, stopped: threading.Event) -> ThreadWorker:
+        return ThreadWorker([self.ctx.queue(self.ctx.keys.shared_queue())], connection=self.ctx.redis,
+                            name=jobs.worker_name(self.node_id, self.boot_id, jobs.SHARED), stopped=stopped)
+
+    def stopping(self) -> bool:
+        """The node is shutting down: long jobs (a download) stop at their next step."""
+        return self._stopping.is_set()
 
     def _clean_start(self) -> None:
         """A node starts holding nothing: close the books on what an earlier run of this node id
@@ -134,6 +154,9 @@ class WorkerNode:
         if self._stopping.is_set():
             return
         self._stopping.set()
+        self._shared_stopped.set()
+        if self._shared_thread is not None:
+            self._shared_thread.join(SHARED_STOP_SECONDS)
         with self._lock:
             held = list(self.hosted.values())
             self.hosted.clear()

@@ -89,9 +89,14 @@ class Services:
         return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
 
     async def refresh_settings(self) -> None:
-        persistent = await self.aredis.hgetall(self.keys.settings("persistent"))
-        transient = await self.aredis.hgetall(self.keys.settings("transient"))
-        self.settings.apply_overrides(persistent, transient)
+        """Read the cluster settings now, both scopes in one round trip. A read that began before
+        the newest one applied (the periodic refresh racing a ``PUT /_cluster/settings``) is dropped."""
+        started = time.monotonic()
+        async with self.aredis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.keys.settings("persistent"))
+            pipe.hgetall(self.keys.settings("transient"))
+            persistent, transient = await pipe.execute()
+        self.settings.apply_overrides(persistent, transient, read_at=started)
 
     async def _refresh_loop(self) -> None:
         while True:

@@ -1,7 +1,9 @@
 """Control-plane jobs go through rq: the only module that knows job functions and queue names.
 
-Each worker node listens on its own queue (work meant for that node) and on the shared queue
-(work any node may do). Functions are named by import path so that the API never imports torch.
+Each worker node runs two rq workers: one on its own queue (deploys and undeploys meant for that
+node) and one on the shared queue (registers, which any node may do and which may download for
+minutes), so that the node's deploys and undeploys never wait behind a download. Functions are
+named by import path so that the API never imports torch.
 """
 from __future__ import annotations
 
@@ -44,9 +46,14 @@ def enqueue_undeploy(ctx: Context, request_id: str, model_ids: list[str], node_i
 
 # --- keeping rq's own registries true when a node dies ----------------------------------------
 
-def worker_name(node_id: str, boot_id: str) -> str:
-    """The rq worker name of one run (boot) of a node."""
-    return f"{node_id}.{boot_id[:8]}"
+SHARED = "shared"
+
+
+def worker_name(node_id: str, boot_id: str, role: str = "") -> str:
+    """The rq worker name of one run (boot) of a node: ``<node>.<boot>`` for the worker of the
+    node's own queue, ``<node>.<boot>.shared`` for the one of the shared queue. Every name starts
+    with ``<node>.``: that is how the jobs a node had started are found (:func:`abandon_started`)."""
+    return f"{node_id}.{boot_id[:8]}" + (f".{role}" if role else "")
 
 
 def abandon_started(ctx: Context, queue_name: str, node_id: str) -> list:
@@ -76,10 +83,11 @@ def abandon_started(ctx: Context, queue_name: str, node_id: str) -> list:
 
 
 def forget_worker(ctx: Context, node_id: str, boot_id: str) -> None:
-    """Take a dead run's rq worker out of rq's worker registry (rq-dashboard's worker list)."""
+    """Take a dead run's rq workers out of rq's worker registry (rq-dashboard's worker list)."""
     from rq import Worker
 
-    worker = Worker.find_by_key(Worker.redis_worker_namespace_prefix + worker_name(node_id, boot_id),
-                                connection=ctx.redis)
-    if worker is not None:
-        worker.register_death()
+    for role in ("", SHARED):
+        worker = Worker.find_by_key(Worker.redis_worker_namespace_prefix + worker_name(node_id, boot_id, role),
+                                    connection=ctx.redis)
+        if worker is not None:
+            worker.register_death()

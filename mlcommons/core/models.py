@@ -10,6 +10,7 @@ from mlcommons.core.responses import public_model, write_response
 from mlcommons.core.states import ACTIVE_MODEL_STATES
 from mlcommons.errors import BadRequest, Conflict, NotFound, TooLarge
 from mlcommons.ids import new_id, now_ms
+from mlcommons.store import capacity
 from mlcommons.store.documents import Tx
 from mlcommons.types import FrameworkType, FunctionName, ModelFormat, ModelState
 
@@ -201,6 +202,7 @@ def new_model_doc(*, name: str, group_id: str, version: str, fn: FunctionName, f
 # --- chunked upload ------------------------------------------------------------------------
 
 def register_meta(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
+    ctx.settings.refresh(ctx.redis)  # limits as they are now, whichever API process took a change
     if not ctx.settings.get("plugins.ml_commons.allow_registering_model_via_local_file"):
         raise BadRequest("To upload custom model from local file, user needs to enable "
                          "allow_registering_model_via_local_file settings. Otherwise please use opensearch "
@@ -222,6 +224,8 @@ def register_meta(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
     max_size = ctx.settings.get("mlcommons.model_store.max_model_size")
     if size is not None and size > max_size:
         raise TooLarge(f"Model file size exceeds the limit of {max_size} bytes: {size}")
+    if size is not None:
+        capacity.check_room(ctx.redis, size)
     if total * MAX_CHUNK_BYTES < (size or 0):
         raise BadRequest(f"[total_chunks] {total} chunks of at most {MAX_CHUNK_BYTES} bytes cannot hold "
                          f"{size} bytes")
@@ -252,7 +256,12 @@ def upload_chunk(ctx: Context, model_id: str, number: int, data: bytes) -> dict[
         raise TooLarge(f"Chunk size exceeds 10MB: {len(data)} bytes")
     if model["model_state"] != ModelState.REGISTERING.value:
         raise Conflict(f"Model [{model_id}] is {model['model_state']}; its chunks can no longer change")
-    ctx.blobs.put_chunk(model_id, number, data)
+    try:
+        with capacity.writing(ctx.redis, len(data)):
+            ctx.blobs.put_chunk(model_id, number, data)
+    except capacity.StoreFull as exc:
+        delete(ctx, model_id)  # the upload cannot finish: none of it stays behind
+        raise capacity.StoreFull(f"{exc.reason}; the upload of model [{model_id}] was abandoned") from None
 
     # The model is REGISTERED once every chunk is there, whatever order they arrived in.
     def tx_body(tx: Tx):

@@ -1,25 +1,25 @@
 """Registering a model from a URL or from the pretrained catalog.
 
-The API validates the request and, in one transaction, takes the model group's next version,
-stores the model document (REGISTERING) and a REGISTER_MODEL task (CREATED); a worker then runs
-:func:`execute`: it streams the archive into the model store while hashing it, and in one write
+The API validates the request (a URL as mlcommons/core/download.py says, against settings read
+fresh from Redis, so that a change made an instant ago on any API process holds) and, in one
+transaction, takes the model group's next version, stores the model document (REGISTERING) and a
+REGISTER_MODEL task (CREATED); a worker then runs :func:`execute`: it downloads the archive into
+the model store within the download limits while hashing it, and in one write
 marks the model REGISTERED and the task COMPLETED with its ``model_id``. On failure the task is
 FAILED with the error, and the chunks, the model document and the group version are undone.
 """
 from __future__ import annotations
 
 import logging
-import re
-import urllib.error
-import urllib.request
 from typing import Any, Callable
 
 from mlcommons import keys as K
 from mlcommons.core import deploy as deploys
-from mlcommons.core import model_groups, models, pretrained, tasks
+from mlcommons.core import download, model_groups, models, pretrained, tasks
 from mlcommons.core.context import Context
-from mlcommons.errors import BadRequest
+from mlcommons.errors import BadRequest, TooLarge
 from mlcommons.ids import new_id, now_ms
+from mlcommons.store import capacity
 from mlcommons.store.documents import Tx
 from mlcommons.store.modelstore import write_chunks
 from mlcommons.types import ModelState, TaskState, TaskType
@@ -32,6 +32,7 @@ Materialize = Callable[[Context, pretrained.Pretrained], dict[str, Any]]
 
 
 def register(ctx: Context, body: dict[str, Any], *, deploy: bool = False) -> dict[str, Any]:
+    ctx.settings.refresh(ctx.redis)
     model_groups.check_no_acl(body)
     name = models.name_of(body)
     fn = models.function_name(body)
@@ -45,14 +46,17 @@ def register(ctx: Context, body: dict[str, Any], *, deploy: bool = False) -> dic
         if not ctx.settings.get("plugins.ml_commons.allow_registering_model_via_url"):
             raise BadRequest("To upload custom model user needs to enable allow_registering_model_via_url "
                              "settings. Otherwise please use opensearch pre-trained models.")
-        if not re.search(ctx.settings.get("plugins.ml_commons.trusted_url_regex"), url):
-            raise BadRequest("URL can't match trusted url regex")
+        try:
+            download.check(url, download.Policy.of(ctx.settings))
+        except download.Refused as exc:
+            raise BadRequest(str(exc)) from None
+        declared = declared_size(ctx, body)
         fmt = models.model_format(body)
         config = models.model_config(body, fn)
         digest = models.hash_value(body, required=True, message=(
             "Model content Hash code need to be provided when register via url. "
             "Please calculate sha 256 Hash code."))
-        source = {"url": url, "sha256": digest}
+        source = {"url": url, "sha256": digest, "size": declared}
         extra["model_content_hash_value"] = digest
     else:
         entry = pretrained.lookup(name, body.get("version"), body.get("model_format"))
@@ -79,36 +83,59 @@ def register(ctx: Context, body: dict[str, Any], *, deploy: bool = False) -> dic
     return {"task_id": task_id, "status": TaskState.CREATED.value}
 
 
+def declared_size(ctx: Context, body: dict[str, Any]) -> int | None:
+    """The archive size a register by URL may declare (``model_content_size_in_bytes``): within
+    max_model_size and the room left in the model store, refused at once otherwise."""
+    size = body.get("model_content_size_in_bytes")
+    if size is None:
+        return None
+    if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+        raise BadRequest("[model_content_size_in_bytes] must be a positive integer")
+    max_size = ctx.settings.get("mlcommons.model_store.max_model_size")
+    if size > max_size:
+        raise TooLarge(f"Model file size exceeds the limit of {max_size} bytes: {size}")
+    capacity.check_room(ctx.redis, size)
+    return size
+
+
 class RegisterFailed(Exception):
     pass
 
 
-def execute(ctx: Context, task_id: str, node_id: str, materialize: Materialize) -> str | None:
-    """Run a REGISTER_MODEL task on a worker. Returns the model id, or None if there was nothing to do."""
+def execute(ctx: Context, task_id: str, node_id: str, materialize: Materialize,
+            cancelled: Callable[[], bool] = lambda: False) -> str | None:
+    """Run a REGISTER_MODEL task on a worker. Returns the model id, or None if there was nothing to do.
+    ``cancelled()`` true (the node is stopping) ends a download at its next read."""
+    # Limits as they are now, not as this process last read them (a second ago).
+    ctx.settings.refresh(ctx.redis)
     task = ctx.docs.get(K.TASK, task_id)
     if task is None or TaskState(task["state"]).terminal:
         return None
     model_id = task["_model_id"]
     source = task["_source"]
     ctx.docs.update(K.TASK, task_id, {"worker_node": [node_id]})
-    store = _CountingStore(ctx.blobs)
+    store = _CountingStore(ctx.blobs, ctx.redis)
     try:
         model = ctx.docs.get(K.MODEL, model_id)
         if model is None:
             raise RegisterFailed("the model was deleted while it was being registered")
         if "url" in source:
-            fields = _from_url(ctx, model_id, source, store)
+            fields = _from_url(ctx, model_id, source, store, cancelled)
         else:
             entry = pretrained.CATALOG[source["pretrained"]]
             info = materialize(ctx, entry)
             store.written = info["total_chunks"]
+            capacity.check_room(ctx.redis, info["model_content_size_in_bytes"])
             ctx.blobs.copy_chunks(info["blob_id"], model_id, info["total_chunks"])
             fields = {k: info[k] for k in ("total_chunks", "model_content_hash_value",
                                            "model_content_size_in_bytes")}
             fields["model_config"] = models.normalize_config(info["model_config"])
     except Exception as exc:  # every failure is reported on the task and undone
-        reason = str(exc) if isinstance(exc, (RegisterFailed, ValueError, OSError)) else f"{type(exc).__name__}: {exc}"
-        if not isinstance(exc, (RegisterFailed, ValueError, OSError)):
+        if capacity.is_out_of_memory(exc):  # another writer took the room first
+            exc = capacity.full(ctx.redis)
+        known = (RegisterFailed, ValueError, OSError, capacity.StoreFull)
+        reason = str(exc) if isinstance(exc, known) else f"{type(exc).__name__}: {exc}"
+        if not isinstance(exc, known):
             log.exception("register task %s failed", task_id)
         _fail(ctx, task_id, task, model_id, store.written, reason)
         return None
@@ -137,17 +164,20 @@ def execute(ctx: Context, task_id: str, node_id: str, materialize: Materialize) 
     return model_id
 
 
-def _from_url(ctx: Context, model_id: str, source: dict[str, str], store: "_CountingStore") -> dict[str, Any]:
-    chunk_size = ctx.settings.get("mlcommons.model_store.chunk_size")
-    max_size = ctx.settings.get("mlcommons.model_store.max_model_size")
-    timeout = ctx.settings.get("mlcommons.model_store.url_timeout_seconds")
+def _from_url(ctx: Context, model_id: str, source: dict[str, Any], store: "_CountingStore",
+              cancelled: Callable[[], bool]) -> dict[str, Any]:
+    """Download into the store: checked again here (the settings may have changed since the
+    API took the request, and only this machine can resolve its own file paths), and sized
+    against the limits and the store's room before the first chunk is written."""
+    settings = ctx.settings
+    limits = download.Limits.of(settings, source.get("size"))
     try:
-        with urllib.request.urlopen(source["url"], timeout=timeout) as response:  # noqa: S310 (checked above)
-            digest = write_chunks(store, model_id, response, chunk_size, max_size=max_size)
-    except urllib.error.HTTPError as exc:
-        raise RegisterFailed(f"Failed to download model from [{source['url']}]: HTTP {exc.code} {exc.reason}") from None
-    except urllib.error.URLError as exc:
-        raise RegisterFailed(f"Failed to download model from [{source['url']}]: {exc.reason}") from None
+        with download.open_url(source["url"], download.Policy.of(settings), limits, cancelled) as fetched:
+            if fetched.size is not None:
+                capacity.check_room(ctx.redis, fetched.size)
+            digest = write_chunks(store, model_id, fetched.stream, settings.get("mlcommons.model_store.chunk_size"))
+    except (download.Refused, download.DownloadFailed, capacity.StoreFull) as exc:
+        raise RegisterFailed(str(exc)) from None
     if digest.size == 0:
         raise RegisterFailed(f"The model file at [{source['url']}] is empty")
     if digest.sha256 != source["sha256"]:
@@ -157,14 +187,17 @@ def _from_url(ctx: Context, model_id: str, source: dict[str, str], store: "_Coun
 
 
 class _CountingStore:
-    """Wraps the model store to know how many chunks a failed download left behind."""
+    """Wraps the model store to know how many chunks a failed download left behind, and to
+    refuse a chunk the store has no room for (a source that announced no size)."""
 
-    def __init__(self, inner):
+    def __init__(self, inner, client):
         self.inner = inner
+        self.client = client
         self.written = 0
 
     def put_chunk(self, model_id: str, number: int, data: bytes) -> None:
-        self.inner.put_chunk(model_id, number, data)
+        with capacity.writing(self.client, len(data)):
+            self.inner.put_chunk(model_id, number, data)
         self.written = max(self.written, number + 1)
 
 

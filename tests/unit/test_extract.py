@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mlcommons.errors import UnsafeArchive
-from workers.extract import safe_extract
+from workers.extract import MAX_RATIO, RATIO_SLACK, safe_extract
 
 
 def make_zip(path: Path, entries: list[tuple[str | zipfile.ZipInfo, bytes]], **kw) -> Path:
@@ -195,3 +195,50 @@ def test_duplicate_entries(tmp_path):
 def test_file_and_folder_with_the_same_path(tmp_path):
     archive = make_zip(tmp_path / "m.zip", [("a", b"file"), ("a/b.txt", b"inside")])
     refuse(archive, tmp_path / "dest", "'a/b.txt'")
+
+
+# --- compression ratio: what an archive may unpack to is bound by its own size ------------------
+
+def test_a_bomb_that_declares_its_true_size_is_refused_before_writing(tmp_path):
+    """The 2.2 MB zip that wrote 2.13 GB: honest headers, a ratio near 1000:1."""
+    archive = make_zip(tmp_path / "bomb.zip", [("config.json", b"{}"), ("weights.bin", bytes(16 * 2**20))],
+                       compression=zipfile.ZIP_DEFLATED)
+    err = refuse(archive, tmp_path / "dest", "'weights.bin' unpacks to 16777216 bytes")
+    assert f"above {MAX_RATIO}:1" in str(err)
+
+
+def test_a_bomb_that_declares_a_size_within_the_ratio_is_stopped_while_writing(tmp_path):
+    """Headers that claim a ratio of 100:1 pass the plan; the bytes actually unpacked are held to
+    the declared size (zipfile stops there and the CRC fails; the counter would stop it too)."""
+    archive = make_zip(tmp_path / "bomb.zip", [("weights.bin", bytes(16 * 2**20))],
+                       compression=zipfile.ZIP_DEFLATED)
+    with zipfile.ZipFile(archive) as zf:
+        claimed = MAX_RATIO * zf.getinfo("weights.bin").compress_size
+    _set_declared_size(archive, "weights.bin", claimed)
+    refuse(archive, tmp_path / "dest", f"'weights.bin' is (corrupt|larger than its declared {claimed} bytes)")
+
+
+def test_many_small_bombs_pass_one_by_one_but_not_together(tmp_path):
+    """Each entry stays within its own ratio (thanks to the slack); together they pass the
+    archive's budget, which is refused at the entry that crosses it."""
+    entries = [(f"part{i}.bin", bytes(RATIO_SLACK)) for i in range(4)]
+    archive = make_zip(tmp_path / "parts.zip", entries, compression=zipfile.ZIP_DEFLATED)
+    size = archive.stat().st_size
+    assert MAX_RATIO * size + RATIO_SLACK < 4 * RATIO_SLACK
+    err = refuse(archive, tmp_path / "dest", f"{MAX_RATIO} times the archive's {size} bytes")
+    assert "'part" in str(err)
+
+
+def test_an_archive_within_the_ratio_extracts(tmp_path):
+    """Text compresses a few times, stored weights not at all: a real model's archive unpacks."""
+    import random
+
+    rng = random.Random(7)
+    words = [bytes(rng.choices(b"abcdefghijklmnopqrstuvwxyz", k=rng.randint(3, 9))) for _ in range(3000)]
+    vocab = b"\n".join(rng.choices(words, k=400_000))
+    weights = rng.randbytes(3 * 2**20)
+    archive = make_zip(tmp_path / "m.zip", [("vocab.txt", vocab), ("model.pt", weights)],
+                       compression=zipfile.ZIP_DEFLATED)
+    files = safe_extract(archive, tmp_path / "dest")
+    assert [f.name for f in files] == ["vocab.txt", "model.pt"]
+    assert (tmp_path / "dest" / "vocab.txt").read_bytes() == vocab
