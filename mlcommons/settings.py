@@ -131,6 +131,13 @@ SETTINGS: dict[str, Setting] = {
                 minimum=1, maximum=32),
         Setting("mlcommons.undeploy.timeout_seconds", 30.0, float, True,
                 "How long an undeploy call waits for each node to report before answering.", minimum=0.1),
+        Setting("mlcommons.search.timeout_seconds", 5.0, float, True,
+                "Time budget of one models, model groups or tasks _search: past it the search stops and "
+                "answers the hits found so far with timed_out: true, as OpenSearch answers past a search's "
+                "timeout. A timeout in the body may shorten it, not lengthen it. Below the 10 s request "
+                "time-out of opensearch-py, so a client gets that answer rather than a time-out of its own. "
+                "Sorting and fetching the page get as long again.",
+                minimum=0),
         # --- nodes --------------------------------------------------------------------------
         Setting("mlcommons.node.heartbeat_interval_seconds", 1.0, float, False,
                 "How often a worker node refreshes its heartbeat.", minimum=0.05),

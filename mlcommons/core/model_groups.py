@@ -72,7 +72,8 @@ def get(ctx: Context, group_id: str) -> dict[str, Any]:
 
 def search(ctx: Context, body: dict | None) -> dict:
     docs = ((i, public(d, GROUP_FIELDS)) for i, d in ctx.docs.all(K.MODEL_GROUP))
-    return dsl.search(docs, body, index=K.WIRE_INDEX[K.MODEL_GROUP])
+    return dsl.search(docs, body, index=K.WIRE_INDEX[K.MODEL_GROUP],
+                      timeout=ctx.settings.get("mlcommons.search.timeout_seconds"))
 
 
 def update(ctx: Context, group_id: str, body: dict[str, Any]) -> dict[str, Any]:

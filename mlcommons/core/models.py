@@ -36,7 +36,8 @@ def get(ctx: Context, model_id: str) -> dict[str, Any]:
 
 def search(ctx: Context, body: dict | None) -> dict:
     docs = ((i, public_model(d)) for i, d in ctx.docs.all(K.MODEL))
-    return dsl.search(docs, body, index=K.WIRE_INDEX[K.MODEL])
+    return dsl.search(docs, body, index=K.WIRE_INDEX[K.MODEL],
+                      timeout=ctx.settings.get("mlcommons.search.timeout_seconds"))
 
 
 # --- validation of register inputs ---------------------------------------------------------

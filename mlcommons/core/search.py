@@ -1,35 +1,38 @@
 """Evaluate a subset of the OpenSearch query DSL over documents held in memory.
 
 The ``_search`` endpoints for models, model groups and tasks load plain dicts from Redis and hand
-them to :func:`search`, which answers with the body of an OpenSearch search response.
+them to :func:`search`, which answers with the body of an OpenSearch search response. The query
+clauses live in :mod:`mlcommons.core.queries`.
 
-A query is compiled once into a matcher: a function of ``(doc_id, source)`` that returns the
-document's score, or ``None`` when the document does not match. Fields are compared as OpenSearch
-compares ``keyword`` fields: ``term`` is exact, ``match`` looks for lower-cased words. A list value
-matches when any element matches.
+Any client can send a body, and a search runs on one of the API's threads, so every search is
+bounded: the result window, the query (see queries) and the lengths of lists and patterns are
+capped with OpenSearch's limits and error texts; patterns are matched without regular expressions
+(see wildcards); and a time budget stops a search, which then answers the hits found so far with
+``timed_out: true``.
 """
 from __future__ import annotations
 
-import operator
 import re
 import time
 from typing import Any, Callable, Iterable, NamedTuple
 
+from mlcommons import keys as K
+from mlcommons.core.queries import Getter, Matcher, OutOfTime, compile_query, getter, show
+from mlcommons.core.wildcards import Glob, bounded
 from mlcommons.errors import BadRequest, ParseError
+from mlcommons.settings import SETTINGS
 
-Matcher = Callable[[str, dict], "float | None"]
-Getter = Callable[[str, dict], list]
+_BODY_KEYS = ("query", "size", "from", "sort", "_source", "track_total_hits", "timeout")
 
-_BODY_KEYS = ("query", "size", "from", "sort", "_source", "track_total_hits")
-_COMMON = ("boost", "_name")  # accepted by every query
-_TOKEN = re.compile(r"\w+")
-_NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?")
-_OCCURS = ("must", "filter", "should", "must_not")
-_RANGE_OPS = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le}
+MAX_RESULT_WINDOW = 10_000  # OpenSearch's index.max_result_window: from + size
+MAX_LIST_LENGTH = 1024  # sort fields, and _source patterns (OpenSearch sets no limit; ours)
+
+_TIMEOUT_SETTING = "mlcommons.search.timeout_seconds"
 
 
 def search(
-    docs: Iterable[tuple[str, dict]], body: dict | None, *, index: str, default_size: int = 10
+    docs: Iterable[tuple[str, dict]], body: dict | None, *, index: str, default_size: int = 10,
+    timeout: float | None = None, clock: Callable[[], float] = time.monotonic,
 ) -> dict:
     """Run the search ``body`` over ``docs`` (``(doc_id, source)`` pairs) and build the response.
 
@@ -37,36 +40,57 @@ def search(
     score 1.0 (times ``boost``); ``match`` and ``match_phrase`` score the number of query words
     they matched; ``bool`` sums its ``must`` and ``should`` clauses, so a filter-only query scores
     0.0. Without ``sort``, hits are ordered by score, ties keeping the order of ``docs``.
+
+    ``timeout`` is the server's time budget in seconds (the ``mlcommons.search.timeout_seconds``
+    default when None); a ``timeout`` in the body may shorten it, never lengthen it. A search past
+    its budget stops and answers the hits found so far with ``timed_out: true``, as OpenSearch does
+    past a search's ``timeout``. The budget is measured on ``clock``.
     """
-    started = time.monotonic()
+    started = clock()
     body = {} if body is None else body
     if not isinstance(body, dict):
         raise ParseError("request body must be a JSON object")
     for key, value in body.items():
         if key not in _BODY_KEYS:
             token = {dict: "START_OBJECT", list: "START_ARRAY"}.get(type(value), "VALUE")
-            raise ParseError(f"Unknown key for a {token} in [{key}].")
+            raise ParseError(f"Unknown key for a {token} in [{show(key)}].")
     size = _non_negative(body, "size", default_size)
     offset = _non_negative(body, "from", 0)
-    matcher = _compile(body["query"]) if body.get("query") is not None else _constant(1.0)
+    if offset + size > MAX_RESULT_WINDOW:
+        raise BadRequest(
+            f"Result window is too large, from + size must be less than or equal to: [{MAX_RESULT_WINDOW}] "
+            f"but was [{offset + size}]. See the scroll api for a more efficient way to request large data "
+            "sets. This limit can be set by changing the [index.max_result_window] index level setting.")
+    budget = _Budget(started, _budget_seconds(body.get("timeout"), timeout), clock)
+    query = body.get("query")
+    matcher = compile_query({"match_all": {}} if query is None else query, budget.check)
     sort_keys = _parse_sort(body["sort"]) if body.get("sort") else None
     project = _source_filter(body.get("_source", True))
+    # Sort fields outside ML Commons' mapping must be carried by some document (a dynamic mapping).
+    unmapped = [key for key in sort_keys or () if key.checked and not _mapped(index, key.field)]
 
-    rows = []
-    for doc_id, source in docs:
-        score = matcher(doc_id, source)
-        if score is not None:
-            rows.append((doc_id, source, float(score)))
+    rows, timed_out = _match(docs, matcher, budget, unmapped)
+    if unmapped and not timed_out:
+        raise BadRequest(f"No mapping found for [{show(unmapped[0].field)}] in order to sort on",
+                         error_type="query_shard_exception")
+    # Sorting and fetching the page get a budget of their own, as OpenSearch's timeout bounds the
+    # query phase only: the hits found before a time-out still come back in order, and no search
+    # holds its thread past twice its budget.
+    fetch = _Budget(clock(), budget.seconds, clock)
     if sort_keys is None:
         rows.sort(key=lambda row: row[2], reverse=True)  # stable: ties keep the input order
         sort_values, scored = None, True
     else:
-        rows, sort_values = _sort(rows, sort_keys)
+        rows, sort_values, complete = _sort(rows, sort_keys, fetch)
+        timed_out = timed_out or not complete
         scored = any(key.field == "_score" for key in sort_keys)
 
     hits = []
     for i in range(offset, min(offset + size, len(rows))):
-        doc_id, source, score = rows[i]
+        if fetch.expired():
+            timed_out = True
+            break
+        doc_id, source, score, _ = rows[i]
         hit = {"_index": index, "_id": doc_id, "_version": 1, "_seq_no": 0, "_primary_term": 1,
                "_score": score if scored else None}
         if project is not None:
@@ -75,8 +99,8 @@ def search(
             hit["sort"] = sort_values[i]
         hits.append(hit)
     return {
-        "took": int((time.monotonic() - started) * 1000),
-        "timed_out": False,
+        "took": int((clock() - started) * 1000),
+        "timed_out": timed_out,
         "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0},
         "hits": {
             "total": {"value": len(rows), "relation": "eq"},
@@ -86,317 +110,94 @@ def search(
     }
 
 
+def _match(docs: Iterable[tuple[str, dict]], matcher: Matcher, budget: "_Budget",
+           unmapped: list["_SortKey"]) -> tuple[list[tuple], bool]:
+    """The matching documents as ``(doc_id, source, score, position)`` rows, and whether the budget
+    ran out first. A sort key leaves ``unmapped`` once a document carries a value for its field."""
+    rows: list[tuple] = []
+    try:
+        for position, (doc_id, source) in enumerate(docs):
+            if budget.expired():
+                return rows, True
+            if unmapped:
+                unmapped[:] = [key for key in unmapped if not _scalars(key.get(doc_id, source))]
+            score = matcher(doc_id, source)
+            if score is not None:
+                rows.append((doc_id, source, float(score), position))
+    except OutOfTime:
+        return rows, True
+    return rows, False
+
+
 def _non_negative(body: dict, key: str, default: int) -> int:
     value = body.get(key)
     if value is None:
         return default
-    if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+    if isinstance(value, str) and re.fullmatch(r"-?\d{1,18}", value.strip()):
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ParseError(f"[{key}] must be an integer, found [{value}]")
+        raise ParseError(f"[{key}] must be an integer, found [{show(value)}]")
     if value < 0:
         raise BadRequest(f"[{key}] parameter cannot be negative, found [{value}]")
     return value
 
 
-# ---- field access ------------------------------------------------------------------------------
+# ---- time budget -------------------------------------------------------------------------------
 
-def _getter(field: str) -> Getter:
-    """Values at a dotted path, lists flattened and nulls dropped; ``_id`` is the document id."""
-    field = field.removesuffix(".keyword")
-    if field == "_id":
-        return lambda doc_id, source: [doc_id]
-    parts = field.split(".")
-    end = len(parts)
-    # A dotted path may be spelled as nested objects or as keys that hold dots; try both.
-    spans = [[(".".join(parts[i:j]), j) for j in range(i + 1, end + 1)] for i in range(end)]
+class _Budget:
+    """The moment a search must stop by."""
 
-    def collect(node: Any, i: int, out: list) -> None:
-        if isinstance(node, list):
-            for item in node:
-                collect(item, i, out)
-        elif i == end:
-            if node is not None and node != {}:
-                out.append(node)
-        elif isinstance(node, dict):
-            for key, j in spans[i]:
-                if key in node:
-                    collect(node[key], j, out)
+    def __init__(self, started: float, seconds: float, clock: Callable[[], float]):
+        self.seconds, self.deadline, self.clock = seconds, started + seconds, clock
 
-    def get(doc_id: str, source: dict) -> list:
-        out: list = []
-        collect(source, 0, out)
-        return out
+    def expired(self) -> bool:
+        return self.clock() >= self.deadline
 
-    return get
+    def check(self) -> None:
+        if self.expired():
+            raise OutOfTime
 
 
-def _text(value: Any) -> str | None:
-    """A scalar as the string a keyword field indexes; None for objects."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value) if isinstance(value, (str, int, float)) else None
+def _budget_seconds(requested: Any, server: float | None) -> float:
+    limit = SETTINGS[_TIMEOUT_SETTING].default if server is None else server
+    asked = None if requested is None else _time_value(requested, "timeout")
+    return limit if asked is None else min(limit, asked)
 
 
-def _tokens(text: str) -> list[str]:
-    return _TOKEN.findall(text.lower())
+_TIME_UNITS = (("nanos", 1e-9), ("micros", 1e-6), ("ms", 1e-3), ("s", 1.0), ("m", 60.0),
+               ("h", 3600.0), ("d", 86400.0))
 
 
-# ---- queries -----------------------------------------------------------------------------------
-
-def _compile(query: Any) -> Matcher:
-    if not isinstance(query, dict) or len(query) != 1:
-        raise ParseError(f"query malformed, expected an object holding one query, found [{query}]")
-    (kind, params), = query.items()
-    build = _BUILDERS.get(kind)
-    if build is None:
-        raise ParseError(f"unknown query [{kind}]")
-    if not isinstance(params, dict):
-        raise ParseError(f"[{kind}] query malformed, no start_object after query name")
-    return build(params)
-
-
-def _check_keys(kind: str, params: dict, allowed: Iterable[str]) -> float:
-    """Refuse unknown parameters; returns the query's boost."""
-    for key in params:
-        if key not in _COMMON and key not in allowed:
-            raise ParseError(f"[{kind}] query does not support [{key}]")
-    boost = params.get("boost", 1.0)
-    if isinstance(boost, bool) or not isinstance(boost, (int, float)):
-        raise ParseError(f"[{kind}] query: [boost] must be a number, found [{boost}]")
-    return float(boost)
-
-
-def _field_query(kind: str, params: dict, value_keys: tuple, allowed: tuple = ()):
-    """Split ``{field: value}`` or ``{field: {value_key: value, ...}}`` into
-    ``(field, value, options, boost)``."""
-    if len(params) != 1:
-        raise ParseError(f"[{kind}] query requires exactly one field, found {list(params)}")
-    (field, spec), = params.items()
-    if isinstance(spec, dict):
-        boost = _check_keys(kind, spec, value_keys + allowed)
-        present = [key for key in value_keys if key in spec]
-        if not present:
-            raise ParseError(f"[{kind}] query requires [{value_keys[0]}] for field [{field}]")
-        value, opts = spec[present[0]], spec
-    else:
-        value, opts, boost = spec, {}, 1.0
-    if _text(value) is None:
-        raise ParseError(f"[{kind}] query does not support value [{value}] for field [{field}]")
-    return field, value, opts, boost
-
-
-def _constant(score: float | None) -> Matcher:
-    return lambda doc_id, source: score
-
-
-def _any_value(get: Getter, test: Callable[[str], Any], boost: float) -> Matcher:
-    """Matches, scoring ``boost``, when the text of any value at the field passes ``test``."""
-    def match(doc_id: str, source: dict) -> float | None:
-        for value in get(doc_id, source):
-            text = _text(value)
-            if text is not None and test(text):
-                return boost
+def _time_value(raw: Any, name: str) -> float | None:
+    """OpenSearch's time value (``500ms``, ``2s``, ``1m``, ``0``) in seconds; None for ``-1``, no
+    time-out. Errors carry OpenSearch's texts."""
+    if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+        raise ParseError(f"[{name}] must be a time value, found [{show(raw)}]")
+    text = str(raw)
+    normalized = text.strip().lower()
+    for suffix, scale in _TIME_UNITS:
+        # Minutes are a lower-case "m" only, as in OpenSearch ("M" is no unit).
+        if (text.strip() if suffix == "m" else normalized).endswith(suffix):
+            number = normalized[:-len(suffix)].strip()
+            if re.fullmatch(r"[+-]?\d{1,18}", number):
+                value = int(number)
+                if value < -1:
+                    raise BadRequest(f"failed to parse setting [{name}] with value [{show(text)}] as a time "
+                                     "value: negative durations are not supported")
+                return None if value == -1 else value * scale
+            if len(number) <= 40 and re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", number):
+                raise BadRequest(f"failed to parse [{show(text)}], fractional time values are not supported")
+            raise BadRequest(f"failed to parse [{show(text)}]")
+    if re.fullmatch(r"-0*1", normalized):
         return None
-    return match
+    if re.fullmatch(r"0+", normalized):
+        return 0.0
+    raise BadRequest(f"failed to parse setting [{name}] with value [{show(text)}] as a time value: unit is "
+                     "missing or unrecognized")
 
 
-def _build_match_all(params: dict) -> Matcher:
-    return _constant(_check_keys("match_all", params, ()))
-
-
-def _build_match_none(params: dict) -> Matcher:
-    _check_keys("match_none", params, ())
-    return _constant(None)
-
-
-def _build_term(params: dict) -> Matcher:
-    field, value, _, boost = _field_query("term", params, ("value",))
-    return _any_value(_getter(field), {_text(value)}.__contains__, boost)
-
-
-def _build_terms(params: dict) -> Matcher:
-    fields = [key for key in params if key not in _COMMON]
-    if len(fields) != 1:
-        raise ParseError(f"[terms] query requires exactly one field, found {fields}")
-    values = params[fields[0]]
-    if not isinstance(values, list):
-        raise ParseError(f"[terms] query requires an array of values for field [{fields[0]}]")
-    wanted = {_text(value) for value in values}
-    if None in wanted:
-        raise ParseError(f"[terms] query supports only scalar values, found {values}")
-    return _any_value(_getter(fields[0]), wanted.__contains__, _check_keys("terms", params, fields))
-
-
-def _build_prefix(params: dict) -> Matcher:
-    field, value, _, boost = _field_query("prefix", params, ("value",))
-    return _any_value(_getter(field), re.compile(re.escape(_text(value))).match, boost)
-
-
-def _wildcard_regex(pattern: str) -> re.Pattern:
-    """``*`` is any run of characters, ``?`` one character, ``\\`` escapes the next."""
-    parts, chars = [], iter(pattern)
-    for c in chars:
-        if c in "*?":
-            parts.append(".*" if c == "*" else ".")
-        else:
-            parts.append(re.escape(next(chars, "\\") if c == "\\" else c))
-    return re.compile("".join(parts), re.DOTALL)
-
-
-def _build_wildcard(params: dict) -> Matcher:
-    field, value, _, boost = _field_query("wildcard", params, ("value", "wildcard"))
-    return _any_value(_getter(field), _wildcard_regex(_text(value)).fullmatch, boost)
-
-
-def _build_exists(params: dict) -> Matcher:
-    boost = _check_keys("exists", params, ("field",))
-    if not isinstance(params.get("field"), str) or not params["field"]:
-        raise ParseError("[exists] must be provided with a [field]")
-    get = _getter(params["field"])
-    return lambda doc_id, source: boost if get(doc_id, source) else None
-
-
-def _build_range(params: dict) -> Matcher:
-    if len(params) != 1 or not isinstance(next(iter(params.values())), dict):
-        raise ParseError("[range] query requires exactly one field with an object of bounds")
-    (field, spec), = params.items()
-    boost = _check_keys("range", spec, (*_RANGE_OPS, "format", "time_zone", "relation"))
-    # Each bound as (comparison, bound for numeric values, bound for string values): a number is
-    # compared as a number, a string as a string, as OpenSearch does for numeric and keyword fields.
-    bounds = []
-    for key, bound in spec.items():
-        if key in _RANGE_OPS and bound is not None:
-            if isinstance(bound, bool) or _text(bound) is None:
-                raise ParseError(f"[range] query does not support [{key}] value [{bound}]")
-            as_number = bound if not isinstance(bound, str) else (
-                float(bound) if _NUMBER.fullmatch(bound) else None)
-            bounds.append((_RANGE_OPS[key], as_number, str(bound)))
-    get = _getter(field)
-
-    def match(doc_id: str, source: dict) -> float | None:
-        for value in get(doc_id, source):
-            if isinstance(value, str):
-                slot = 2
-            elif isinstance(value, (int, float)) and not isinstance(value, bool):
-                slot = 1
-            else:
-                continue
-            if all(b[slot] is not None and b[0](value, b[slot]) for b in bounds):
-                return boost
-        return None
-    return match
-
-
-def _build_ids(params: dict) -> Matcher:
-    boost = _check_keys("ids", params, ("values", "type"))
-    if not isinstance(params.get("values"), list):
-        raise ParseError("[ids] query requires an array of [values]")
-    wanted = {str(value) for value in params["values"]}
-    return lambda doc_id, source: boost if doc_id in wanted else None
-
-
-def _min_should_match(spec: Any, count: int, default: int) -> int:
-    """OpenSearch's ``minimum_should_match``: 2, -1, "2", "75%", "-25%"; clamped to [0, count]."""
-    if spec is None:
-        wanted = default
-    elif isinstance(spec, int) and not isinstance(spec, bool):
-        wanted = spec if spec >= 0 else count + spec
-    elif isinstance(spec, str) and (m := re.fullmatch(r"\s*(-?)(\d+)(%?)\s*", spec)):
-        amount = int(m[2]) if not m[3] else count * int(m[2]) // 100
-        wanted = count - amount if m[1] else amount
-    else:
-        raise ParseError(f"unsupported [minimum_should_match] value [{spec}]")
-    return max(0, min(wanted, count))
-
-
-def _build_match(params: dict) -> Matcher:
-    field, value, opts, boost = _field_query(
-        "match", params, ("query",), ("operator", "minimum_should_match"))
-    tokens = list(dict.fromkeys(_tokens(_text(value))))
-    op = str(opts.get("operator", "or")).lower()
-    if op not in ("and", "or"):
-        raise ParseError(f"[match] query: unknown operator [{opts['operator']}], expected and|or")
-    if op == "and":
-        need = len(tokens)
-    else:
-        need = max(1, _min_should_match(opts.get("minimum_should_match"), len(tokens), 1))
-    if not tokens:
-        return _constant(None)  # as OpenSearch's default zero_terms_query "none"
-    get = _getter(field)
-
-    def match(doc_id: str, source: dict) -> float | None:
-        words: set[str] = set()
-        for item in get(doc_id, source):
-            text = _text(item)
-            if text is not None:
-                words.update(_tokens(text))
-        found = sum(1 for token in tokens if token in words)
-        return found * boost if found >= need else None
-    return match
-
-
-def _build_match_phrase(params: dict) -> Matcher:
-    field, value, _, boost = _field_query("match_phrase", params, ("query",))
-    phrase = _tokens(_text(value))
-    if not phrase:
-        return _constant(None)
-    n = len(phrase)
-
-    def contains(text: str) -> bool:
-        # Called per array element, so a phrase never spans two elements (as in OpenSearch).
-        words = _tokens(text)
-        return any(words[i:i + n] == phrase for i in range(len(words) - n + 1))
-    return _any_value(_getter(field), contains, n * boost)
-
-
-def _clauses(name: str, spec: Any) -> list[Matcher]:
-    if spec is None:
-        return []
-    if isinstance(spec, dict):
-        return [_compile(spec)]
-    if isinstance(spec, list) and all(isinstance(item, dict) for item in spec):
-        return [_compile(item) for item in spec]
-    raise ParseError(f"[bool] malformed [{name}] clause, expected an object or an array of objects")
-
-
-def _build_bool(params: dict) -> Matcher:
-    boost = _check_keys("bool", params, (*_OCCURS, "minimum_should_match"))
-    must, filters, should, must_not = (_clauses(name, params.get(name)) for name in _OCCURS)
-    if not (must or filters or should or must_not):
-        return _constant(boost)  # an empty bool matches everything
-    need = _min_should_match(params.get("minimum_should_match"), len(should), 0)
-    if should and not (must or filters):
-        need = max(need, 1)  # as in Lucene: with no required clause, one should clause must match
-
-    def match(doc_id: str, source: dict) -> float | None:
-        if any(clause(doc_id, source) is None for clause in filters):
-            return None
-        if any(clause(doc_id, source) is not None for clause in must_not):
-            return None
-        score = 0.0
-        for clause in must:
-            s = clause(doc_id, source)
-            if s is None:
-                return None
-            score += s
-        matched = 0
-        for clause in should:
-            s = clause(doc_id, source)
-            if s is not None:
-                matched, score = matched + 1, score + s
-        return score * boost if matched >= need else None
-    return match
-
-
-_BUILDERS: dict[str, Callable[[dict], Matcher]] = {
-    "match_all": _build_match_all, "match_none": _build_match_none, "term": _build_term,
-    "terms": _build_terms, "match": _build_match, "match_phrase": _build_match_phrase,
-    "prefix": _build_prefix, "wildcard": _build_wildcard, "exists": _build_exists,
-    "range": _build_range, "ids": _build_ids, "bool": _build_bool,
-}
+def _scalars(values: list) -> bool:
+    return any(isinstance(value, (str, int, float)) for value in values)
 
 
 # ---- sort --------------------------------------------------------------------------------------
@@ -406,25 +207,34 @@ class _SortKey(NamedTuple):
     desc: bool
     missing: Any  # "_last", "_first" or a value that stands in for a missing one
     get: Getter
+    checked: bool  # False when unmapped_type says how to sort a field no document has
 
 
 def _parse_sort(spec: Any) -> list[_SortKey]:
-    keys = []
+    keys: list[_SortKey] = []
     for item in spec if isinstance(spec, list) else [spec]:
         if not (isinstance(item, str) or isinstance(item, dict) and item):
-            raise ParseError(f"malformed sort, expected a field name or an object, found [{item}]")
+            raise ParseError(f"malformed sort, expected a field name or an object, found [{show(item)}]")
         for field, opts in [(item, {})] if isinstance(item, str) else item.items():
+            if len(keys) == MAX_LIST_LENGTH:
+                raise BadRequest(f"[sort] holds more than [{MAX_LIST_LENGTH}] fields")
             opts = {"order": opts} if isinstance(opts, str) else opts
             if not isinstance(opts, dict):
-                raise ParseError(f"malformed sort for [{field}], expected an order or an object")
+                raise ParseError(f"malformed sort for [{show(field)}], expected an order or an object")
             for key in opts:
                 if key not in ("order", "missing", "unmapped_type", "format"):
-                    raise ParseError(f"[{field}] sort does not support [{key}]")
-            order = str(opts.get("order", "desc" if field == "_score" else "asc")).lower()
-            if order not in ("asc", "desc"):
-                raise ParseError(f"unknown sort order [{opts['order']}] for [{field}]")
-            missing = opts.get("missing", "_last")
-            keys.append(_SortKey(field, order == "desc", missing, _getter(field)))
+                    raise ParseError(f"[{show(field)}] sort does not support [{show(key)}]")
+            order = opts.get("order", "desc" if field == "_score" else "asc")
+            if not isinstance(order, str) or order.lower() not in ("asc", "desc"):
+                raise ParseError(f"unknown sort order [{show(order)}] for [{show(field)}]")
+            missing = opts.get("missing")
+            if isinstance(missing, (dict, list)):
+                raise ParseError(f"[{show(field)}] sort: [missing] must be a value, found [{show(missing)}]")
+            unmapped_type = opts.get("unmapped_type")
+            if unmapped_type is not None and not isinstance(unmapped_type, str):
+                raise ParseError(f"[{show(field)}] sort: [unmapped_type] must be a type name")
+            keys.append(_SortKey(field, order.lower() == "desc", "_last" if missing is None else missing,
+                                 getter(field), unmapped_type is None))
     return keys
 
 
@@ -434,9 +244,11 @@ def _order(value: Any) -> tuple:
 
 
 def _sort_value(key: _SortKey, row: tuple) -> Any:
-    doc_id, source, score = row
+    doc_id, source, score, position = row
     if key.field == "_score":
         return score
+    if key.field == "_doc":
+        return position
     values = [v for v in key.get(doc_id, source) if isinstance(v, (str, int, float))]
     if not values:
         return None if key.missing in ("_last", "_first") else key.missing
@@ -444,17 +256,64 @@ def _sort_value(key: _SortKey, row: tuple) -> Any:
     return (max if key.desc else min)(values, key=_order)
 
 
-def _sort(rows: list[tuple], keys: list[_SortKey]) -> tuple[list[tuple], list[list]]:
-    """The rows in sort order, and each row's sort values in that order."""
+def _sort(rows: list[tuple], keys: list[_SortKey], budget: _Budget
+          ) -> tuple[list[tuple], list[list], bool]:
+    """The rows in sort order, each row's sort values in that order, and False when the budget ran
+    out before the last key was sorted on."""
     entries = [(row, [_sort_value(key, row) for key in keys]) for row in rows]
     # Stable sorts from the last key to the first give the multi-key order. Missing values are
     # set aside at each step, so that "_last" and "_first" hold in either direction.
     for k in reversed(range(len(keys))):
+        if budget.expired():
+            return [e[0] for e in entries], [e[1] for e in entries], False
         present = [e for e in entries if e[1][k] is not None]
         absent = [e for e in entries if e[1][k] is None]
         present.sort(key=lambda e: _order(e[1][k]), reverse=keys[k].desc)
         entries = absent + present if keys[k].missing == "_first" else present + absent
-    return [e[0] for e in entries], [e[1] for e in entries]
+    return [e[0] for e in entries], [e[1] for e in entries], True
+
+
+def _fields(names: str) -> frozenset[str]:
+    return frozenset(names.split())
+
+
+_USER = "user.name user.backend_roles user.roles user.custom_attribute_names"
+
+# The fields of ML Commons' index mappings (common/src/main/resources/index-mappings/*.json), as
+# (fields, prefixes of flat_object fields, whose every sub-path is a field).
+_MAPPINGS: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {
+    K.WIRE_INDEX[K.MODEL]: (_fields(
+        "algorithm name version model_version model_group_id model_content chunk_number total_chunks "
+        "model_id description model_format model_state model_content_size_in_bytes "
+        "planning_worker_node_count current_worker_node_count planning_worker_nodes deploy_to_all_nodes "
+        "is_hidden tenant_id provisioned_by model_config.model_type model_config.embedding_dimension "
+        "model_config.framework_type model_config.pooling_mode model_config.normalize_result "
+        "model_config.model_max_length model_config.all_config is_enabled is_controller_enabled "
+        "model_content_hash_value auto_redeploy_retry_times created_time last_updated_time "
+        "last_registered_time last_deployed_time last_undeployed_time "
+        "guardrails.input_guardrail.regex guardrails.input_guardrail.stop_words.index_name "
+        "guardrails.input_guardrail.stop_words.source_fields guardrails.output_guardrail.regex "
+        "guardrails.output_guardrail.stop_words.index_name guardrails.output_guardrail.stop_words.source_fields "
+        "connector.name connector.version connector.description connector.protocol " + _USER),
+        ("model_config.additional_config.", "deploy_setting.", "rate_limiter.", "interface.",
+         "connector.parameters.", "connector.credential.", "connector.client_config.", "connector.actions.")),
+    K.WIRE_INDEX[K.MODEL_GROUP]: (_fields(
+        "name description latest_version model_group_id backend_roles access owner.name "
+        "owner.backend_roles owner.roles owner.custom_attribute_names created_time last_updated_time"), ()),
+    K.WIRE_INDEX[K.TASK]: (_fields(
+        "model_id task_type function_name state input_type progress output_index worker_node create_time "
+        "last_update_time error is_async " + _USER), ("remote_job.",)),
+}
+
+
+def _mapped(index: str, field: str) -> bool:
+    """Whether ML Commons maps ``field`` in ``index`` (or is a built-in sort). A ``.keyword`` sub-field
+    is taken as mapped with its field, as a dynamic mapping maps strings."""
+    if field in ("_score", "_doc", "_id"):
+        return True
+    fields, flat = _MAPPINGS.get(index, (frozenset(), ()))
+    base = field.removesuffix(".keyword")
+    return base in fields or base.startswith(flat)
 
 
 # ---- _source filtering -------------------------------------------------------------------------
@@ -463,9 +322,8 @@ class _Pattern:
     """A ``_source`` field pattern: a dotted path in which ``*`` matches any run of characters."""
 
     def __init__(self, pattern: str):
-        regex = ".*".join(map(re.escape, pattern.split("*")))
-        self.matches = re.compile(regex, re.DOTALL).fullmatch
-        self.literal, self.wild = pattern.split("*")[0], "*" in pattern
+        self.matches = Glob(bounded(pattern, "_source"), simple=True).matches
+        self.literal, self.wild = pattern.partition("*")[0], "*" in pattern
 
     def may_match_below(self, path: str) -> bool:
         below = path + "."
@@ -483,15 +341,17 @@ def _source_filter(spec: Any) -> Callable[[dict], Any] | None:
     elif isinstance(spec, dict):
         for key in spec:
             if key not in ("includes", "excludes", "include", "exclude"):
-                raise ParseError(f"[_source] does not support [{key}]")
+                raise ParseError(f"[_source] does not support [{show(key)}]")
         includes = spec.get("includes", spec.get("include", []))
         excludes = spec.get("excludes", spec.get("exclude", []))
     else:
-        raise ParseError(f"[_source] must be a boolean, string, array or object, found [{spec}]")
+        raise ParseError(f"[_source] must be a boolean, string, array or object, found [{show(spec)}]")
     includes, excludes = ([p] if isinstance(p, str) else p for p in (includes, excludes))
     patterns = (includes, excludes)
     if not all(isinstance(ps, list) and all(isinstance(p, str) for p in ps) for ps in patterns):
         raise ParseError("[_source] field patterns must be strings")
+    if len(includes) + len(excludes) > MAX_LIST_LENGTH:
+        raise BadRequest(f"[_source] holds more than [{MAX_LIST_LENGTH}] field patterns")
     if not includes and not excludes:
         return lambda source: source
     inc, exc = [_Pattern(p) for p in includes], [_Pattern(p) for p in excludes]

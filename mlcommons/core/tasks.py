@@ -82,7 +82,8 @@ def delete(ctx: Context, task_id: str) -> None:
 
 def search(ctx: Context, body: dict | None) -> dict:
     docs = ((i, public(d, TASK_FIELDS)) for i, d in ctx.docs.all(K.TASK))
-    return dsl.search(docs, body, index=K.WIRE_INDEX[K.TASK])
+    return dsl.search(docs, body, index=K.WIRE_INDEX[K.TASK],
+                      timeout=ctx.settings.get("mlcommons.search.timeout_seconds"))
 
 
 def open_tasks(ctx: Context, task_type: TaskType | None = None, model_id: str | None = None

@@ -669,3 +669,330 @@ def test_ten_thousand_docs_compound_query():
     assert result["hits"]["total"]["value"] == 4950
     assert result["hits"]["hits"][0]["_id"] == "id9997"
     assert "tags" not in result["hits"]["hits"][0]["_source"]
+
+
+# ---- hostile input: every search is bounded (issue 9) ----------------------------------------------------------
+
+def nested_bools(depth, leaf=None):
+    query = leaf or {"match_all": {}}
+    for _ in range(depth):
+        query = {"bool": {"must": [query]}}
+    return query
+
+
+def test_wildcard_with_thousands_of_stars_matches_at_once():
+    """The probe's repro: 5000 stars became 5000 ``.*`` for a backtracking regex and hung the API."""
+    assert ids(q({"wildcard": {"name": {"value": "*" * 5000 + "r"}}})) == ["m3", "m4"]
+    assert ids(q({"wildcard": {"name": {"value": "*" * 5000 + "b"}}})) == []
+    docs = [("a", {"f": "a" * 20_000}), ("b", {"f": "a" * 19_999 + "b"})]
+    assert ids(q({"wildcard": {"f": "*a" * 2000 + "*b"}}), docs=docs) == ["b"]
+    assert ids(q({"wildcard": {"f": "*" + "a?" * 2000 + "*b"}}), docs=docs) == ["b"]
+    assert ids(q({"wildcard": {"f": "?" * 20_000}}), docs=docs) == ["a", "b"]
+
+
+def test_wildcard_question_marks_between_stars():
+    docs = [("a", {"f": "xaxbxc"}), ("b", {"f": "abc"}), ("c", {"f": "a?c"})]
+    assert ids(q({"wildcard": {"f": "*a?b*"}}), docs=docs) == ["a"]
+    assert ids(q({"wildcard": {"f": "*a\\?c"}}), docs=docs) == ["c"]
+    assert ids(q({"wildcard": {"f": "a*?*c"}}), docs=docs) == ["b", "c"]
+
+
+@pytest.mark.parametrize("query", [
+    {"wildcard": {"name": "*" * 32_767}},
+    {"wildcard": {"name": {"value": "é" * 16_384}}},  # 32,768 bytes in UTF-8
+    {"prefix": {"name": "a" * 40_000}},
+])
+def test_patterns_longer_than_a_lucene_term_are_refused(query):
+    with pytest.raises(BadRequest, match=r"has exceeded the allowed maximum of \[32766\] bytes"):
+        run(q(query))
+
+
+def test_pattern_at_the_length_limit_is_accepted():
+    assert ids(q({"wildcard": {"name": "*" * 32_765 + "r"}})) == ["m3", "m4"]
+
+
+def test_long_source_pattern_is_refused():
+    with pytest.raises(BadRequest, match=r"\[_source\]"):
+        run({"_source": ["*" * 40_000]})
+
+
+@pytest.mark.parametrize("depth", [21, 300, 5000])
+def test_deeply_nested_bool_is_a_400(depth):
+    with pytest.raises(BadRequest) as info:
+        run(q(nested_bools(depth)))
+    assert info.value.status == 400 and info.value.error_type == "illegal_argument_exception"
+    assert info.value.reason == ("The nested depth of the query exceeds the maximum nested depth for bool "
+                                 "queries set in [indices.query.bool.max_nested_depth]")
+
+
+def test_twenty_nested_bools_are_accepted():
+    assert ids(q(nested_bools(20, {"term": {"model_state": "DEPLOYED"}}))) == ["m1", "m4"]
+
+
+def test_nesting_counts_bools_in_every_clause_kind():
+    query = {"match_all": {}}
+    for i in range(21):
+        query = {"bool": {_OCCUR_CYCLE[i % 4]: query}}
+    with pytest.raises(BadRequest, match="max_nested_depth"):
+        run(q(query))
+
+
+_OCCUR_CYCLE = ("must", "filter", "should", "must_not")
+
+
+def test_one_bool_with_too_many_clauses():
+    should = [{"term": {"name": str(i)}} for i in range(1025)]
+    with pytest.raises(BadRequest) as info:
+        run(q({"bool": {"should": should}}))
+    assert info.value.reason == "maxClauseCount is set to 1024"
+    assert info.value.error_type == "too_many_clauses" and info.value.status == 400
+    assert ids(q({"bool": {"should": should[:1024]}})) == []
+
+
+def test_too_many_clauses_across_nested_bools():
+    half = [{"term": {"name": str(i)}} for i in range(600)]
+    body = q({"bool": {"must": [{"bool": {"should": half}}, {"bool": {"should": half}}]}})
+    with pytest.raises(BadRequest) as info:
+        run(body)
+    assert info.value.reason == "Query contains too many nested clauses; maxClauseCount is set to 1024"
+    assert info.value.error_type == "too_many_nested_clauses"
+
+
+def test_match_counts_a_clause_per_word():
+    with pytest.raises(BadRequest, match="too many nested clauses"):
+        run(q({"match": {"description": " ".join(f"w{i}" for i in range(1025))}}))
+    assert ids(q({"match": {"description": " ".join(f"w{i}" for i in range(1023)) + " sparse"}})) == ["m3"]
+
+
+def test_empty_bools_count_as_clauses():
+    with pytest.raises(BadRequest, match="too many nested clauses"):
+        run(q({"bool": {"should": [{"bool": {"should": [{"bool": {}}] * 1000}}] * 2}}))
+
+
+def test_terms_and_ids_lists_are_bounded():
+    with pytest.raises(BadRequest) as info:
+        run(q({"terms": {"name": ["x"] * 65_537}}))
+    assert info.value.reason.startswith("The number of terms [65537] used in the Terms Query request has "
+                                        "exceeded the allowed maximum of [65536].")
+    with pytest.raises(BadRequest, match=r"\[65536\]"):
+        run(q({"ids": {"values": ["x"] * 65_537}}))
+    assert ids(q({"terms": {"name": ["sparse-encoder"] * 65_536}})) == ["m3"]
+
+
+@pytest.mark.parametrize("body, window", [
+    ({"size": 10_001}, 10_001), ({"from": 9_995}, 10_005), ({"from": 5_000, "size": 5_001}, 10_001),
+    ({"size": 2**63}, 2**63),
+])
+def test_result_window_above_ten_thousand_is_a_400(body, window):
+    with pytest.raises(BadRequest) as info:
+        run(body)
+    assert info.value.reason == (
+        f"Result window is too large, from + size must be less than or equal to: [10000] but was [{window}]. "
+        "See the scroll api for a more efficient way to request large data sets. This limit can be set by "
+        "changing the [index.max_result_window] index level setting.")
+    assert info.value.error_type == "illegal_argument_exception"
+
+
+def test_result_window_of_ten_thousand_is_accepted():
+    assert ids({"size": 10_000}) == ["m1", "m2", "m3", "m4"]
+    assert ids({"from": 9_999, "size": 1}) == []
+
+
+def test_size_as_a_huge_string_is_a_parse_error():
+    with pytest.raises(ParseError, match=r"\[size\]"):
+        run({"size": "9" * 5000})
+
+
+def test_sort_on_an_unknown_field_is_a_400():
+    with pytest.raises(BadRequest) as info:
+        run({"sort": [{"no_such_field": "asc"}]})
+    assert info.value.reason == "No mapping found for [no_such_field] in order to sort on"
+    assert info.value.error_type == "query_shard_exception" and info.value.status == 400
+    with pytest.raises(BadRequest, match=r"No mapping found for \[nope\]"):
+        run({"sort": ["created_time", "nope"]}, docs=[])
+
+
+def test_sort_on_an_unknown_field_with_unmapped_type():
+    result = run({"sort": [{"no_such_field": {"order": "asc", "unmapped_type": "long"}}]})
+    assert [h["_id"] for h in result["hits"]["hits"]] == ["m1", "m2", "m3", "m4"]
+    assert result["hits"]["hits"][0]["sort"] == [None]
+
+
+def test_sort_on_mapped_fields_no_document_has():
+    """ML Commons' mapping holds them, so OpenSearch sorts (all missing), not a 400."""
+    assert ids({"sort": [{"last_deployed_time": "desc"}]}) == ["m1", "m2", "m3", "m4"]
+    assert ids({"sort": "model_config.additional_config.space_type"}) == ["m1", "m2", "m3", "m4"]
+    assert search(DOCS, {"sort": [{"create_time": "asc"}]}, index=".plugins-ml-task")["hits"]["total"][
+        "value"] == 4
+    assert search(DOCS, {"sort": [{"latest_version": "asc"}]}, index=".plugins-ml-model-group")["hits"][
+        "total"]["value"] == 4
+    with pytest.raises(BadRequest, match="No mapping found"):
+        search(DOCS, {"sort": [{"latest_version": "asc"}]}, index=".plugins-ml-task")
+
+
+def test_sort_on_fields_documents_carry_and_builtins():
+    assert ids({"sort": "chunks.size"})[0] == "m4"
+    assert ids({"sort": {"_doc": "desc"}}) == ["m4", "m3", "m2", "m1"]
+    assert ids({"sort": ["model_state.keyword", {"_id": "desc"}]}) == ["m4", "m1", "m3", "m2"]
+
+
+@pytest.mark.parametrize("missing", [{"x": 1}, [1]])
+def test_sort_missing_must_be_a_value(missing):
+    with pytest.raises(ParseError, match="missing"):
+        run({"sort": {"created_time": {"missing": missing}}})
+
+
+def test_sort_and_source_lists_are_bounded():
+    with pytest.raises(BadRequest, match=r"\[sort\]"):
+        run({"sort": ["created_time"] * 1025})
+    with pytest.raises(BadRequest, match=r"\[_source\]"):
+        run({"_source": ["name"] * 1025})
+
+
+class DocClock:
+    """A clock that reads the number of documents handed out: a search's time is measured in
+    documents, so a budget test needs no wall clock."""
+
+    def __init__(self, docs):
+        self.now, self._docs = 0.0, docs
+
+    def __call__(self):
+        return self.now
+
+    def docs(self):
+        for i, doc in enumerate(self._docs):
+            self.now = float(i)
+            yield doc
+
+
+def test_budget_stops_the_search_and_answers_the_hits_so_far():
+    clock = DocClock(DOCS)
+    result = search(clock.docs(), None, index=INDEX, timeout=2.5, clock=clock)
+    assert result["timed_out"] is True
+    assert [h["_id"] for h in result["hits"]["hits"]] == ["m1", "m2", "m3"]
+    assert result["hits"]["total"] == {"value": 3, "relation": "eq"}
+
+
+def test_body_timeout_shortens_the_budget_but_cannot_lengthen_it():
+    clock = DocClock(DOCS)
+    result = search(clock.docs(), {"timeout": "1500ms"}, index=INDEX, timeout=10, clock=clock)
+    assert result["timed_out"] is True and [h["_id"] for h in result["hits"]["hits"]] == ["m1", "m2"]
+    clock = DocClock(DOCS)
+    result = search(clock.docs(), {"timeout": "1m"}, index=INDEX, timeout=1.5, clock=clock)
+    assert result["timed_out"] is True and [h["_id"] for h in result["hits"]["hits"]] == ["m1", "m2"]
+
+
+def test_budget_applies_with_a_sort():
+    clock = DocClock(DOCS)
+    result = search(clock.docs(), {"sort": {"created_time": "desc"}}, index=INDEX, timeout=2.5, clock=clock)
+    assert result["timed_out"] is True and [h["_id"] for h in result["hits"]["hits"]] == ["m2", "m3", "m1"]
+
+
+class TickClock:
+    """A clock that moves one second each time it is read: a budget of n seconds runs out at the
+    n-th check, wherever that check is."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        self.now += 1
+        return self.now
+
+
+def test_budget_can_run_out_at_any_check():
+    body = {"query": {"bool": {"should": [{"wildcard": {"name": "*-*"}}, {"match": {"description": "search"}},
+                                          {"terms": {"tags": ["nlp"]}}]}},
+            "sort": [{"created_time": "desc"}, "_id"], "_source": ["name", "model_*"]}
+    full = run(body)
+    assert full["timed_out"] is False and full["hits"]["total"]["value"] == 4
+    outcomes = set()
+    for seconds in range(60):
+        result = run(body, timeout=seconds, clock=TickClock())
+        if not result["timed_out"]:
+            assert result["hits"] == full["hits"]
+        else:
+            assert result["hits"]["total"]["value"] <= 4
+            hits = {h["_id"]: h for h in full["hits"]["hits"]}
+            assert all(hit == hits[hit["_id"]] for hit in result["hits"]["hits"])
+        outcomes.add((result["timed_out"], result["hits"]["total"]["value"], len(result["hits"]["hits"])))
+    assert (False, 4, 4) in outcomes and (True, 0, 0) in outcomes
+    assert any(timed_out and total for timed_out, total, _ in outcomes)  # stopped midway, some hits found
+
+
+@pytest.mark.parametrize("timeout", ["0ms", "0", 0, "0s"])
+def test_zero_timeout_times_out_at_once(timeout):
+    result = run({"timeout": timeout})
+    assert result["timed_out"] is True and result["hits"]["hits"] == []
+
+
+@pytest.mark.parametrize("timeout", ["-1", -1, "10s", " 2 m", "100000nanos", "5000micros", "1h", "1d", "1S"])
+def test_timeout_values_that_leave_time(timeout):
+    result = run({"timeout": timeout})
+    assert result["timed_out"] is False and len(result["hits"]["hits"]) == 4
+
+
+@pytest.mark.parametrize("timeout, reason", [
+    ("5", "failed to parse setting [timeout] with value [5] as a time value: unit is missing or unrecognized"),
+    ("1M", "failed to parse setting [timeout] with value [1M] as a time value: unit is missing or unrecognized"),
+    ("1.5s", "failed to parse [1.5s], fractional time values are not supported"),
+    ("-2s", "failed to parse setting [timeout] with value [-2s] as a time value: negative durations are not "
+            "supported"),
+    ("abcs", "failed to parse [abcs]"),
+    ("9" * 50 + "s", "failed to parse [" + "9" * 50 + "s]"),
+])
+def test_bad_timeouts(timeout, reason):
+    with pytest.raises(BadRequest) as info:
+        run({"timeout": timeout})
+    assert info.value.reason == reason
+
+
+@pytest.mark.parametrize("timeout", [True, {"s": 1}, [1]])
+def test_timeout_must_be_a_value(timeout):
+    with pytest.raises(ParseError, match=r"\[timeout\]"):
+        run({"timeout": timeout})
+
+
+def deep_list(depth):
+    value = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("query", [
+    {"term": {"name": deep_list(5000)}},
+    {"term": {"name": {"value": deep_list(5000)}}},
+    {"range": {"name": {"gte": deep_list(5000)}}},
+    {"match": {"name": {"query": "x", "operator": deep_list(5000)}}},
+    {"bool": {"minimum_should_match": deep_list(5000), "should": {"match_all": {}}}},
+    deep_list(5000),
+])
+def test_errors_on_deeply_nested_values_do_not_recurse(query):
+    with pytest.raises(ParseError) as info:
+        run(q(query))
+    assert len(info.value.reason) < 400
+
+
+def test_error_messages_do_not_echo_huge_values():
+    with pytest.raises(ParseError) as info:
+        run(q({"term": {"x" * 100_000: {"val": 1}}}))
+    assert len(info.value.reason) < 400
+
+
+def test_minimum_should_match_with_a_huge_number():
+    with pytest.raises(ParseError, match="minimum_should_match"):
+        run(q({"bool": {"should": [{"match_all": {}}], "minimum_should_match": "9" * 5000}}))
+
+
+def test_long_field_paths_cost_what_the_document_holds():
+    field = ".".join(["a"] * 50_000)
+    assert ids(q({"term": {field: "x"}})) == []
+    docs = [("a", {"a": {"a": {"a": "x"}}}), ("b", {"a.a": {"a": "x"}}), ("c", {"a": "x"})]
+    assert ids(q({"term": {"a.a.a": "x"}}), docs=docs) == ["a", "b"]
+
+
+def test_long_phrase_against_a_long_value():
+    docs = [("a", {"f": "w " * 50_000 + "end"})]
+    assert ids(q({"match_phrase": {"f": "w " * 20_000 + "end"}}), docs=docs) == ["a"]
+    assert ids(q({"match_phrase": {"f": "w " * 20_000 + "nope"}}), docs=docs) == []
