@@ -57,7 +57,9 @@ class Stack:
         self.workdir = workdir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "HF_HUB_OFFLINE": "1", **env}
+        # The control-plane figure registers an archive of its own by file:// from the work folder.
+        self.env = {**os.environ, "HF_HUB_OFFLINE": "1", "MLCOMMONS_MLCOMMONS_MODEL_STORE_URL_FILE_ROOTS": str(workdir),
+                    **env}
         self.log = open(workdir / "serve.log", "wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "mlcommons", "serve", "--port", str(self.port),
                                       "--workers", "1", "--data-dir", str(workdir / "data"), "--dashboard-port",

@@ -23,7 +23,9 @@ OP_SPARSE = "sparse"
 # Returns 1 accepted, 0 no route (never deployed or undeployed), -1 no worker, -2 queue full
 # (counted in the route's ``rejected`` field for the stats APIs). ARGV[2] == '1' marks a
 # high-priority request (Elasticsearch's search-time inference): it goes to the head of the queue
-# and is not held to the capacity.
+# and is not held to the capacity. The capacity is the deployment's own (the route's ``capacity``,
+# an Elasticsearch ``queue_capacity``) or else ARGV[3], the API's current setting, so that a
+# change of ``mlcommons.predict.queue_capacity`` holds for deployments already running.
 ADMIT_SCRIPT = """
 local route = redis.call('HMGET', KEYS[1], 'workers', 'capacity')
 if not route[1] then return 0 end
@@ -32,7 +34,7 @@ if ARGV[2] == '1' then
   redis.call('LPUSH', KEYS[2], ARGV[1])
   return 1
 end
-if redis.call('LLEN', KEYS[2]) >= tonumber(route[2]) then
+if redis.call('LLEN', KEYS[2]) >= (tonumber(route[2]) or tonumber(ARGV[3])) then
   redis.call('HINCRBY', KEYS[1], 'rejected', 1)
   return -2
 end

@@ -39,6 +39,11 @@ class Keys:
     def chunk(self, model_id: str, number: int) -> str:
         return f"{self.prefix}:chunk:{model_id}:{number}"
 
+    def chunk_index(self, model_id: str) -> str:
+        """Hash chunk number -> size of the chunks stored for a model: what is there, so nothing
+        ever loops over a count a client gave."""
+        return f"{self.prefix}:chunks:{model_id}"
+
     def blob_meta(self, blob_id: str) -> str:
         """Description (chunks, hash, size, config) of a stored archive that is not a model."""
         return f"{self.prefix}:blob:{blob_id}"

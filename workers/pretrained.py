@@ -17,14 +17,14 @@ from mlcommons.store.modelstore import write_chunks
 
 def materialize(ctx: Context, entry: Pretrained) -> dict[str, Any]:
     meta_key = ctx.keys.blob_meta(entry.blob_id)
-    cached = ctx.redis.get(meta_key)
+    cached = _stored(ctx, meta_key, entry.blob_id)
     if cached:
-        return orjson.loads(cached)
+        return cached
     # One node converts; the others wait on the lock and then find the archive.
     with ctx.redis.lock(ctx.keys.blob_lock(entry.blob_id), timeout=1800, blocking_timeout=1800):
-        cached = ctx.redis.get(meta_key)
+        cached = _stored(ctx, meta_key, entry.blob_id)
         if cached:
-            return orjson.loads(cached)
+            return cached
         from workers.export import export_sentence_transformer
 
         package = importlib.import_module(entry.package)
@@ -43,3 +43,13 @@ def materialize(ctx: Context, entry: Pretrained) -> dict[str, Any]:
                 "model_config": info["model_config"]}
         ctx.redis.set(meta_key, orjson.dumps(meta))
         return meta
+
+
+def _stored(ctx: Context, meta_key: str, blob_id: str) -> dict[str, Any] | None:
+    """The archive's description if every one of its chunks is indexed in the store (an archive
+    stored before the chunk index existed is converted again)."""
+    cached = ctx.redis.get(meta_key)
+    if not cached:
+        return None
+    meta = orjson.loads(cached)
+    return meta if len(ctx.blobs.sizes(blob_id)) == meta["total_chunks"] else None

@@ -64,7 +64,8 @@ class Services:
         self.settings = ctx.settings
         self.aredis = async_client(ctx.redis_url)
         self._reader = async_client(ctx.redis_url)
-        self.predict = PredictClient(self.aredis, self._reader, ctx.keys)
+        self.predict = PredictClient(self.aredis, self._reader, ctx.keys,
+                                     functools.partial(ctx.settings.get, "mlcommons.predict.queue_capacity"))
         self.models = ModelInfoCache(self.aredis, ctx.keys)
         self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="control")
         self._refresher: asyncio.Task | None = None

@@ -103,6 +103,7 @@ def deploy(ctx: Context, model_id: str, node_ids: list[str] | None = None,
             "last_updated_time": now_ms(),
             "_deploy_task": task_id,
             "_failed_by": None,
+            "_deploy_errors": None,
         }
         if reason is Reason.REDEPLOY:
             fields["auto_redeploy_retry_times"] = int(model.get("auto_redeploy_retry_times") or 0) + 1
@@ -227,6 +228,9 @@ def complete_deploy(tx: Tx, ctx: Context, task_id: str, planned: list[str], resu
         update["last_deployed_time"] = now_ms()
     if state is ModelState.DEPLOY_FAILED:
         update["_failed_by"] = FAILED_BY_DEPLOY
+    # What each node said, kept once the task is over: the Elasticsearch routing table gives it
+    # as the failed node's reason.
+    update["_deploy_errors"] = errors or None
     ratio = ctx.settings.get("plugins.ml_commons.model_auto_redeploy_success_ratio")
     if planned_count and len(current) / planned_count >= ratio:
         update["auto_redeploy_retry_times"] = 0
@@ -253,14 +257,19 @@ def set_holder(tx: Tx, ctx: Context, model_id: str, model: dict, node_id: str, h
 
 
 def write_route(tx: Tx, ctx: Context, model_id: str, model: dict) -> None:
-    """The route tells predict admission whether anyone serves the deployment, and its limits."""
+    """The route tells predict admission whether anyone serves the deployment, and its own queue
+    capacity if it has one (else admission applies the setting's current value)."""
     route = ctx.keys.route(model_id)
     workers = len(model.get("current_worker_nodes", []))
-    capacity = ((model.get("_serving") or {}).get("queue_capacity")
-                or ctx.settings.get("mlcommons.predict.queue_capacity"))
-    fields = {"workers": workers, "capacity": capacity, "model_id": model_id,
-              "function_name": model.get("algorithm", "TEXT_EMBEDDING")}
-    tx.call(lambda p: p.hset(route, mapping=fields))
+    capacity = (model.get("_serving") or {}).get("queue_capacity")
+    fields = {"workers": workers, "model_id": model_id, "function_name": model.get("algorithm", "TEXT_EMBEDDING")}
+
+    def write(p):
+        p.hset(route, mapping={**fields, "capacity": capacity} if capacity else fields)
+        if not capacity:
+            p.hdel(route, "capacity")
+
+    tx.call(write)
 
 
 # --- nodes that leave -----------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 
 from mlcommons import keys as K
 from mlcommons.core import deploy as deploys
-from mlcommons.core import nodes, tasks, trained_models, units
+from mlcommons.core import limits, nodes, tasks, trained_models, units
 from mlcommons.core import undeploy as undeploys
 from mlcommons.core.context import Context
 from mlcommons.errors import BadRequest, NotFound
@@ -26,19 +26,24 @@ from mlcommons.types import ModelState, TaskState
 log = logging.getLogger(__name__)
 
 MAX_QUEUE_CAPACITY = 100_000
+# Allocations are threads on every node that serves the deployment: a bound well past any
+# machine's cores, so that no request can make a node start a million threads.
+MAX_ALLOCATIONS = 256
 DEFAULT_QUEUE_CAPACITY = 10_000
 WAIT_FOR = ("starting", "started", "fully_allocated")
 SERVING_STATES = (ModelState.DEPLOYING.value, ModelState.DEPLOYED.value, ModelState.PARTIALLY_DEPLOYED.value)
 
-_TIME = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(nanos|micros|ms|s|m|h|d)?\s*$")
+# ASCII digits only, and few enough that no value overflows (Elasticsearch parses into a long).
+_TIME = re.compile(r"^\s*(-?\d{1,18}(?:\.\d{1,9})?)\s*(nanos|micros|ms|s|m|h|d)?\s*$", re.ASCII)
 _TIME_UNITS = {"nanos": 1e-9, "micros": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_BYTES = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|tb|pb)?\s*$", re.I)
+_BYTES = re.compile(r"^\s*(\d{1,18}(?:\.\d{1,9})?)\s*(b|kb|mb|gb|tb|pb)?\s*$", re.I | re.ASCII)
+_LONG = 2**63
 _BYTE_UNITS = {"b": 1, "kb": 2**10, "mb": 2**20, "gb": 2**30, "tb": 2**40, "pb": 2**50}
 
 
 def parse_time(value: Any, name: str) -> float:
     """An Elasticsearch time value ("30s", "1m", "500ms") in seconds."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < _LONG:
         return float(value) / 1000.0  # a bare number is milliseconds
     match = _TIME.match(str(value))
     if not match or (match.group(2) is None and match.group(1) not in ("0", "-1")):
@@ -48,7 +53,7 @@ def parse_time(value: Any, name: str) -> float:
 
 
 def parse_bytes(value: Any, name: str) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < _LONG:
         return value
     match = _BYTES.match(str(value))
     if not match:
@@ -62,8 +67,8 @@ def _int(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
-        return int(value)
+    if isinstance(value, str):
+        return limits.strict_int(value.strip())
     return None
 
 
@@ -78,12 +83,14 @@ def validate_start(params: dict[str, Any], adaptive: dict[str, Any] | None) -> d
         errors.append("[queue_capacity] must be a positive integer")
     elif queue >= MAX_QUEUE_CAPACITY:
         errors.append(f"[queue_capacity] must be less than {MAX_QUEUE_CAPACITY}")
-    adaptive_on = bool(adaptive and adaptive.get("enabled"))
+    adaptive_on = isinstance(adaptive, dict) and bool(adaptive.get("enabled"))
     allocations = params.get("number_of_allocations")
     if allocations is not None:
         allocations = _int(allocations)
         if allocations is None or allocations < 1:
             errors.append("[number_of_allocations] must be a positive integer")
+        elif allocations > MAX_ALLOCATIONS:
+            errors.append(f"[number_of_allocations] must be less than or equal to {MAX_ALLOCATIONS}")
         if adaptive_on:
             errors.append("[number_of_allocations] cannot be set if adaptive allocations is enabled")
     priority = params.get("priority", "normal")
@@ -128,6 +135,8 @@ def validate_adaptive(adaptive: Any) -> tuple[dict[str, Any], list[str]]:
             value = _int(adaptive[name])
             if value is None or value < (0 if name.startswith("min") else 1):
                 errors.append(f"[{name}] must be a {'non-negative' if name.startswith('min') else 'positive'} integer")
+            elif value > MAX_ALLOCATIONS:
+                errors.append(f"[{name}] must be less than or equal to {MAX_ALLOCATIONS}")
             out[name] = value
     low, high = out.get("min_number_of_allocations"), out.get("max_number_of_allocations")
     if low is not None and high is not None and low > high:
@@ -244,7 +253,7 @@ def state_of(ctx: Context, index: str, unit_id: str, doc: dict[str, Any]) -> dic
     per_node = allocations_per_node(doc)
     planned = list(doc.get("planning_worker_nodes") or es.get("target_nodes") or [])
     current = set(doc.get("current_worker_nodes") or [])
-    errors: dict[str, str] = {}
+    errors: dict[str, str] = dict(doc.get("_deploy_errors") or {})
     pending = doc.get("_deploy_task")
     task = ctx.docs.get(K.TASK, pending) if pending else None
     if task is not None:

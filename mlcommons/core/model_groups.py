@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlcommons import keys as K
-from mlcommons.core import search as dsl
+from mlcommons.core import limits, search as dsl
 from mlcommons.core.context import Context
 from mlcommons.core.responses import GROUP_FIELDS, public, write_response
 from mlcommons.errors import BadRequest, Conflict, NotFound
@@ -46,12 +46,12 @@ def create_in(tx: Tx, ctx: Context, name: str, description: str | None = None) -
 
 def register(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
     check_no_acl(body)
-    name = body.get("name")
-    if not isinstance(name, str) or not name.strip():
+    if body.get("name") is None:
         raise BadRequest("model group name is required: [name] must be a non-empty string")
+    name = limits.name(body["name"])
     description = body.get("description")
-    if description is not None and not isinstance(description, str):
-        raise BadRequest("[description] must be a string")
+    if description is not None:
+        limits.description(description)
 
     def tx_body(tx: Tx):
         owner = _name_taken(tx, ctx, name)
@@ -83,10 +83,10 @@ def update(ctx: Context, group_id: str, body: dict[str, Any]) -> dict[str, Any]:
         if field not in allowed:
             raise BadRequest(f"[{field}] cannot be updated on a model group; updatable fields: {sorted(allowed)}")
     name = body.get("name")
-    if name is not None and (not isinstance(name, str) or not name.strip()):
-        raise BadRequest("[name] must be a non-empty string")
-    if body.get("description") is not None and not isinstance(body["description"], str):
-        raise BadRequest("[description] must be a string")
+    if name is not None:
+        limits.name(name)
+    if body.get("description") is not None:
+        limits.description(body["description"])
 
     def tx_body(tx: Tx):
         group = tx.get(K.MODEL_GROUP, group_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlcommons import keys as K
-from mlcommons.core import model_groups, search as dsl
+from mlcommons.core import limits, model_groups, search as dsl
 from mlcommons.core.context import Context
 from mlcommons.core.responses import public_model, write_response
 from mlcommons.core.states import ACTIVE_MODEL_STATES
@@ -122,9 +122,7 @@ def name_of(body: dict[str, Any]) -> str:
     name = body.get("name")
     if name is None:
         raise BadRequest("model name is null")
-    if not isinstance(name, str) or not name.strip():
-        raise BadRequest("[name] must be a non-empty string")
-    return name
+    return limits.name(name)
 
 
 def optional_group_id(body: dict[str, Any]) -> str | None:
@@ -151,9 +149,7 @@ def optional_fields(body: dict[str, Any]) -> dict[str, Any]:
     """Fields a register request may carry that are stored as given after a light check."""
     out: dict[str, Any] = {}
     if body.get("description") is not None:
-        if not isinstance(body["description"], str):
-            raise BadRequest("[description] must be a string")
-        out["description"] = body["description"]
+        out["description"] = limits.description(body["description"])
     if body.get("is_enabled") is not None:
         if not isinstance(body["is_enabled"], bool):
             raise BadRequest("[is_enabled] must be a boolean")
@@ -161,8 +157,28 @@ def optional_fields(body: dict[str, Any]) -> dict[str, Any]:
     if body.get("deploy_setting") is not None:
         out["deploy_setting"] = deploy_setting(body["deploy_setting"])
     if body.get("rate_limiter") is not None:
-        out["rate_limiter"] = body["rate_limiter"]
+        out["rate_limiter"] = rate_limiter(body["rate_limiter"])
     return out
+
+
+def rate_limiter(value: Any) -> dict[str, Any]:
+    """ML Commons' ``{"limit": "4", "unit": "MINUTES"}``: stored, not enforced yet."""
+    if not isinstance(value, dict):
+        raise BadRequest("[rate_limiter] must be an object")
+    for key in value:
+        if key not in ("limit", "unit"):
+            raise BadRequest(f"[rate_limiter.{key}] is not a known field")
+    limit = value.get("limit")
+    if limit is not None and not (isinstance(limit, (int, float, str)) and not isinstance(limit, bool)
+                                  and len(str(limit)) <= 20):
+        raise BadRequest("[rate_limiter.limit] must be a number")
+    unit = value.get("unit")
+    if unit is not None and (not isinstance(unit, str) or unit.upper() not in _TIME_UNITS):
+        raise BadRequest(f"[rate_limiter.unit] must be one of {list(_TIME_UNITS)}")
+    return value
+
+
+_TIME_UNITS = ("NANOSECONDS", "MICROSECONDS", "MILLISECONDS", "SECONDS", "MINUTES", "HOURS", "DAYS")
 
 
 def deploy_setting(value: Any) -> dict[str, Any]:
@@ -227,6 +243,10 @@ def register_meta(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
         raise TooLarge(f"Model file size exceeds the limit of {max_size} bytes: {size}")
     if size is not None:
         capacity.check_room(ctx.redis, size)
+    max_total = max_chunks(ctx)
+    if total > max_total:
+        raise BadRequest(f"[total_chunks] must be at most {max_total} (the largest model, {max_size} bytes, in "
+                         f"chunks of {ctx.settings.get('mlcommons.model_store.chunk_size')} bytes), found [{total}]")
     if total * MAX_CHUNK_BYTES < (size or 0):
         raise BadRequest(f"[total_chunks] {total} chunks of at most {MAX_CHUNK_BYTES} bytes cannot hold "
                          f"{size} bytes")
@@ -246,6 +266,12 @@ def register_meta(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
     return {"model_id": model_id, "status": "CREATED"}
 
 
+def max_chunks(ctx: Context) -> int:
+    """The most chunks a model may be declared in: the largest model in chunks of the store's size."""
+    chunk_size = ctx.settings.get("mlcommons.model_store.chunk_size")
+    return -(-ctx.settings.get("mlcommons.model_store.max_model_size") // chunk_size)
+
+
 def upload_chunk(ctx: Context, model_id: str, number: int, data: bytes) -> dict[str, Any]:
     model = get_doc(ctx, model_id)
     total = int(model.get("total_chunks") or 0)
@@ -257,6 +283,12 @@ def upload_chunk(ctx: Context, model_id: str, number: int, data: bytes) -> dict[
         raise TooLarge(f"Chunk size exceeds 10MB: {len(data)} bytes")
     if model["model_state"] != ModelState.REGISTERING.value:
         raise Conflict(f"Model [{model_id}] is {model['model_state']}; its chunks can no longer change")
+    # The chunks together may not outgrow the declared size, nor the largest model.
+    limit = model.get("model_content_size_in_bytes") or ctx.settings.get("mlcommons.model_store.max_model_size")
+    others = sum(size for n, size in ctx.blobs.sizes(model_id).items() if n != number)
+    if others + len(data) > limit:
+        raise TooLarge(f"Model file size exceeds the limit of {limit} bytes: chunk [{number}] brings the upload "
+                       f"to {others + len(data)} bytes")
     try:
         with capacity.writing(ctx.redis, len(data)):
             ctx.blobs.put_chunk(model_id, number, data)
@@ -269,10 +301,10 @@ def upload_chunk(ctx: Context, model_id: str, number: int, data: bytes) -> dict[
         current = tx.get(K.MODEL, model_id)
         if current is None or current["model_state"] != ModelState.REGISTERING.value:
             return
-        sizes = ctx.blobs.sizes(model_id, total)
-        if None in sizes:
+        sizes = ctx.blobs.sizes(model_id)
+        if len(sizes) < total:  # numbers past the total were refused above
             return
-        size = sum(sizes)
+        size = sum(sizes.values())
         now = now_ms()
         tx.update(K.MODEL, model_id, {"model_state": ModelState.REGISTERED.value,
                                       "model_content_size_in_bytes": current.get("model_content_size_in_bytes",
@@ -326,8 +358,8 @@ def delete(ctx: Context, model_id: str) -> dict[str, Any]:
                              "Try undeploy model first then delete")
         tx.delete(K.MODEL, model_id)
         tx.call(lambda p: p.delete(ctx.keys.route(model_id)))
-        return int(model.get("_version", 1)) + 1, int(model.get("total_chunks") or 0)
+        return int(model.get("_version", 1)) + 1
 
-    version, total = ctx.docs.transact(tx_body)
-    ctx.blobs.delete_chunks(model_id, total)
+    version = ctx.docs.transact(tx_body)
+    ctx.blobs.delete_chunks(model_id)
     return write_response(K.MODEL, model_id, "deleted", version)

@@ -10,6 +10,7 @@ import itertools
 import logging
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import msgpack
 import numpy as np
@@ -43,8 +44,11 @@ class Embeddings:
 
 
 class PredictClient:
-    def __init__(self, client: aioredis.Redis, reader: aioredis.Redis, keys: Keys):
+    def __init__(self, client: aioredis.Redis, reader: aioredis.Redis, keys: Keys,
+                 queue_capacity: Callable[[], int]):
+        """``queue_capacity()``: the current capacity of a deployment queue that has none of its own."""
         self.client = client
+        self.queue_capacity = queue_capacity
         self.reader_client = reader
         self.keys = keys
         self.instance_id = new_id()
@@ -95,7 +99,7 @@ class PredictClient:
         try:
             admitted = await self._admit(keys=[self.keys.route(deployment_id),
                                                self.keys.predict_queue(deployment_id)],
-                                         args=[packed, "1" if priority else "0"])
+                                         args=[packed, "1" if priority else "0", self.queue_capacity()])
             if admitted == 0:
                 raise NoRoute(False)
             if admitted == -1:

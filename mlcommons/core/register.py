@@ -114,7 +114,7 @@ def execute(ctx: Context, task_id: str, node_id: str, materialize: Materialize,
     model_id = task["_model_id"]
     source = task["_source"]
     ctx.docs.update(K.TASK, task_id, {"worker_node": [node_id]})
-    store = _CountingStore(ctx.blobs, ctx.redis)
+    store = _RoomCheckingStore(ctx.blobs, ctx.redis)
     try:
         model = ctx.docs.get(K.MODEL, model_id)
         if model is None:
@@ -124,9 +124,8 @@ def execute(ctx: Context, task_id: str, node_id: str, materialize: Materialize,
         else:
             entry = pretrained.CATALOG[source["pretrained"]]
             info = materialize(ctx, entry)
-            store.written = info["total_chunks"]
             capacity.check_room(ctx.redis, info["model_content_size_in_bytes"])
-            ctx.blobs.copy_chunks(info["blob_id"], model_id, info["total_chunks"])
+            ctx.blobs.copy_chunks(info["blob_id"], model_id)
             fields = {k: info[k] for k in ("total_chunks", "model_content_hash_value",
                                            "model_content_size_in_bytes")}
             fields["model_config"] = models.normalize_config(info["model_config"])
@@ -137,7 +136,7 @@ def execute(ctx: Context, task_id: str, node_id: str, materialize: Materialize,
         reason = str(exc) if isinstance(exc, known) else f"{type(exc).__name__}: {exc}"
         if not isinstance(exc, known):
             log.exception("register task %s failed", task_id)
-        _fail(ctx, task_id, task, model_id, store.written, reason)
+        _fail(ctx, task_id, task, model_id, reason)
         return None
 
     def tx_body(tx: Tx):
@@ -154,7 +153,7 @@ def execute(ctx: Context, task_id: str, node_id: str, materialize: Materialize,
     try:
         ctx.docs.transact(tx_body)
     except RegisterFailed as exc:
-        _fail(ctx, task_id, task, model_id, store.written, str(exc))
+        _fail(ctx, task_id, task, model_id, str(exc))
         return None
     if task.get("_deploy"):
         try:
@@ -164,7 +163,7 @@ def execute(ctx: Context, task_id: str, node_id: str, materialize: Materialize,
     return model_id
 
 
-def _from_url(ctx: Context, model_id: str, source: dict[str, Any], store: "_CountingStore",
+def _from_url(ctx: Context, model_id: str, source: dict[str, Any], store: "_RoomCheckingStore",
               cancelled: Callable[[], bool]) -> dict[str, Any]:
     """Download into the store: checked again here (the settings may have changed since the
     API took the request, and only this machine can resolve its own file paths), and sized
@@ -186,19 +185,17 @@ def _from_url(ctx: Context, model_id: str, source: dict[str, Any], store: "_Coun
                      "model_content_hash_value": digest.sha256}
 
 
-class _CountingStore:
-    """Wraps the model store to know how many chunks a failed download left behind, and to
-    refuse a chunk the store has no room for (a source that announced no size)."""
+class _RoomCheckingStore:
+    """Wraps the model store to refuse a chunk it has no room for (a source that announced no
+    size). What a failed download left behind is found by the store's own chunk index."""
 
     def __init__(self, inner, client):
         self.inner = inner
         self.client = client
-        self.written = 0
 
     def put_chunk(self, model_id: str, number: int, data: bytes) -> None:
         with capacity.writing(self.client, len(data)):
             self.inner.put_chunk(model_id, number, data)
-        self.written = max(self.written, number + 1)
 
 
 def abandon(ctx: Context, task_id: str, reason: str) -> None:
@@ -206,11 +203,11 @@ def abandon(ctx: Context, task_id: str, reason: str) -> None:
     task = ctx.docs.get(K.TASK, task_id)
     if task is None or TaskState(task["state"]).terminal or task.get("task_type") != TaskType.REGISTER_MODEL.value:
         return
-    _fail(ctx, task_id, task, task["_model_id"], None, reason)
+    _fail(ctx, task_id, task, task["_model_id"], reason)
 
 
-def _fail(ctx: Context, task_id: str, task: dict, model_id: str, written: int | None, reason: str) -> None:
-    ctx.blobs.delete_chunks(model_id, written)
+def _fail(ctx: Context, task_id: str, task: dict, model_id: str, reason: str) -> None:
+    ctx.blobs.delete_chunks(model_id)
     ctx.docs.delete(K.MODEL, model_id)
     group = task.get("_group") or {}
     if group.get("id"):

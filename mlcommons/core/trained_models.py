@@ -13,10 +13,13 @@ import hashlib
 from typing import Any
 
 from mlcommons import keys as K
+from mlcommons.core import limits
 from mlcommons.core.context import Context
 from mlcommons.errors import BadRequest, Conflict, NotFound
 from mlcommons.ids import now_ms
+from mlcommons.store import capacity
 from mlcommons.store.documents import Tx
+from mlcommons.store.modelstore import missing_chunks
 from mlcommons.types import FunctionName, ModelFormat, ModelState
 
 TASKS = {"text_embedding": FunctionName.TEXT_EMBEDDING, "text_expansion": FunctionName.SPARSE_ENCODING,
@@ -70,9 +73,12 @@ def parse_config(model_id: str, body: dict[str, Any]) -> dict[str, Any]:
     if task not in TASKS:
         raise BadRequest(f"unsupported inference_config [{task}]; supported: {', '.join(TASKS)}",
                          error_type="illegal_argument_exception")
-    settings = dict(settings or {})
+    if settings is not None and not isinstance(settings, dict):
+        raise validation(f"[inference_config.{task}] must be an object")
+    settings = dict(limits.small_object(settings or {}, f"inference_config.{task}"))
     tokenization = settings.get("tokenization") or {"bert": {}}
-    if not isinstance(tokenization, dict) or len(tokenization) != 1 or next(iter(tokenization)) not in TOKENIZATIONS:
+    if not isinstance(tokenization, dict) or len(tokenization) != 1 or next(iter(tokenization)) not in TOKENIZATIONS \
+            or not isinstance(next(iter(tokenization.values())) or {}, dict):
         errors.append("[tokenization] must be one of " + ", ".join(TOKENIZATIONS))
     else:
         kind, opts = next(iter(tokenization.items()))
@@ -87,9 +93,16 @@ def parse_config(model_id: str, body: dict[str, Any]) -> dict[str, Any]:
     if task == "text_embedding" and "embedding_size" in settings and not (
             isinstance(settings["embedding_size"], int) and settings["embedding_size"] > 0):
         errors.append("[embedding_size] must be a positive integer")
-    fields = (body.get("input") or {}).get("field_names")
+    model_input = body.get("input")
+    fields = model_input.get("field_names") if isinstance(model_input, dict) else None
     if not isinstance(fields, list) or not fields or not all(isinstance(f, str) and f for f in fields):
         errors.append("[input.field_names] must be a non-empty list of field names")
+    tags = body.get("tags") or []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        errors.append("[tags] must be a list of strings")
+    metadata = body.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        errors.append("[metadata] must be an object")
     if errors:
         raise validation(*errors)
     config = {
@@ -101,17 +114,18 @@ def parse_config(model_id: str, body: dict[str, Any]) -> dict[str, Any]:
         "model_size_bytes": 0,
         "estimated_operations": 0,
         "license_level": "platinum",
-        "description": body.get("description", ""),
-        "tags": list(body.get("tags") or []),
-        "metadata": body.get("metadata") or {},
+        "description": limits.description(body.get("description", "")),
+        "tags": limits.small_object(tags, "tags"),
+        "metadata": limits.small_object(metadata, "metadata"),
         "input": {"field_names": fields},
         "inference_config": {task: settings},
         "location": {"index": {"name": ".ml-inference-native-000002"}},
     }
     if body.get("prefix_strings"):
-        config["prefix_strings"] = body["prefix_strings"]
+        config["prefix_strings"] = limits.small_object(body["prefix_strings"], "prefix_strings")
     if body.get("platform_architecture"):
-        config["platform_architecture"] = body["platform_architecture"]
+        config["platform_architecture"] = limits.text(body["platform_architecture"], "platform_architecture",
+                                                      limits.MAX_NAME_CHARS)
     return config
 
 
@@ -163,7 +177,8 @@ def put_definition_part(ctx: Context, model_id: str, part: int, body: dict[str, 
     except (binascii.Error, ValueError):
         raise BadRequest("[definition] is not valid base64", error_type="illegal_argument_exception") from None
     _still_uploading(ctx, model_id, "add definition parts to")
-    ctx.blobs.put_chunk(model_id, part, data)
+    with capacity.writing(ctx.redis, len(data)):
+        ctx.blobs.put_chunk(model_id, part, data)
     ctx.docs.update(K.MODEL, model_id, {"_es_parts": {"total_parts": total_parts,
                                                       "total_definition_length": total_length},
                                         "last_updated_time": now_ms()})
@@ -210,12 +225,12 @@ def complete_definition(ctx: Context, model_id: str) -> dict[str, Any]:
         raise BadRequest(f"Cannot start deployment of trained model [{model_id}]: no definition was uploaded",
                          error_type="status_exception")
     total = int(parts["total_parts"])
-    sizes = ctx.blobs.sizes(model_id, total)
-    missing = [i for i, size in enumerate(sizes) if size is None]
+    sizes = ctx.blobs.sizes(model_id)
+    missing = missing_chunks(sizes, total)
     if missing:
-        raise BadRequest(f"Cannot start deployment of trained model [{model_id}]: definition parts {missing[:10]} "
+        raise BadRequest(f"Cannot start deployment of trained model [{model_id}]: definition parts {missing} "
                          f"of [{total}] are missing", error_type="status_exception")
-    length = sum(sizes)
+    length = sum(size for number, size in sizes.items() if number < total)
     if length != int(parts["total_definition_length"]):
         raise BadRequest(f"Cannot start deployment of trained model [{model_id}]: the definition parts hold "
                          f"[{length}] bytes but [total_definition_length] is [{parts['total_definition_length']}]",
@@ -276,8 +291,10 @@ def definition_complete(ctx: Context, model_id: str, model: dict[str, Any]) -> b
     parts = model.get("_es_parts")
     if not parts or not model.get("_vocabulary"):
         return False
-    sizes = ctx.blobs.sizes(model_id, int(parts["total_parts"]))
-    return None not in sizes and sum(sizes) == int(parts["total_definition_length"])
+    total = int(parts["total_parts"])
+    sizes = ctx.blobs.sizes(model_id)
+    return (not missing_chunks(sizes, total, limit=1)
+            and sum(size for number, size in sizes.items() if number < total) == int(parts["total_definition_length"]))
 
 
 def delete(ctx: Context, model_id: str, force: bool) -> dict[str, Any]:
@@ -294,13 +311,11 @@ def delete(ctx: Context, model_id: str, force: bool) -> dict[str, Any]:
                            error_type="status_exception")
         for _, unit_id, _doc in serving:
             deployments.stop_unit(ctx, unit_id, force=True)
-    total = int((model.get("_es_parts") or {}).get("total_parts") or model.get("total_chunks") or 0)
-
     def tx_body(tx: Tx):
         if tx.get(K.MODEL, model_id) is not None:
             tx.delete(K.MODEL, model_id)
             tx.call(lambda p: p.delete(ctx.keys.route(model_id)))
 
     ctx.docs.transact(tx_body)
-    ctx.blobs.delete_chunks(model_id, total)
+    ctx.blobs.delete_chunks(model_id)
     return {"acknowledged": True}

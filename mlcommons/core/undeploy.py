@@ -110,7 +110,7 @@ def finish(ctx: Context, planned: dict[str, Any], replies: dict[str, dict]) -> d
                 fields.update(model_state=ModelState.UNDEPLOYED.value, planning_worker_nodes=[],
                               planning_worker_node_count=0, current_worker_node_count=0,
                               deploy_to_all_nodes=False, last_undeployed_time=now_ms(), _failed_by=None,
-                              _deploy_task=None)
+                              _deploy_errors=None, _deploy_task=None)
             else:
                 kept = [n for n in model.get("planning_worker_nodes", []) if node_filter and n not in node_filter]
                 plan_ = sorted(set(kept) | set(current))

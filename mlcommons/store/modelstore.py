@@ -1,7 +1,7 @@
 """The model store: a registered model's archive kept as numbered chunks, plus hashing helpers.
 
 One interface; Redis is the backend today (a filesystem backend for archives too large to keep in
-Redis would implement the same four methods). Chunks are raw bytes, numbered from 0.
+Redis would implement the same five methods). Chunks are raw bytes, numbered from 0.
 """
 from __future__ import annotations
 
@@ -23,55 +23,77 @@ class ModelStore(ABC):
     def get_chunk(self, model_id: str, number: int) -> bytes | None: ...
 
     @abstractmethod
-    def sizes(self, model_id: str, total: int) -> list[int | None]:
-        """Size of chunks 0..total-1, None for a missing one."""
+    def sizes(self, model_id: str) -> dict[int, int]:
+        """Chunk number -> size of every chunk stored for the model."""
 
     @abstractmethod
-    def delete_chunks(self, model_id: str, total: int | None) -> int: ...
+    def delete_chunks(self, model_id: str) -> int:
+        """Delete every chunk stored for the model; returns how many there were."""
 
     @abstractmethod
-    def copy_chunks(self, source_id: str, target_id: str, total: int) -> None: ...
+    def copy_chunks(self, source_id: str, target_id: str) -> int:
+        """Copy every chunk of ``source_id`` to ``target_id``; returns how many."""
 
 
 class RedisModelStore(ModelStore):
+    """Each chunk is one string key; a hash per model (``Keys.chunk_index``) records the number
+    and size of every chunk written, in the same MULTI, so that completeness is one HLEN and
+    deletion reads what is there instead of walking a count that a client declared."""
+
     def __init__(self, client: redis.Redis, keys: Keys):
         self.client = client
         self.keys = keys
 
     def put_chunk(self, model_id: str, number: int, data: bytes) -> None:
-        self.client.set(self.keys.chunk(model_id, number), data)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.set(self.keys.chunk(model_id, number), data)
+        pipe.hset(self.keys.chunk_index(model_id), str(number), len(data))
+        pipe.execute()
 
     def get_chunk(self, model_id: str, number: int) -> bytes | None:
         return self.client.get(self.keys.chunk(model_id, number))
 
-    def sizes(self, model_id: str, total: int) -> list[int | None]:
-        pipe = self.client.pipeline(transaction=False)
-        for n in range(total):
-            pipe.exists(self.keys.chunk(model_id, n))
-            pipe.strlen(self.keys.chunk(model_id, n))
-        raw = pipe.execute()
-        return [raw[2 * n + 1] if raw[2 * n] else None for n in range(total)]
+    def sizes(self, model_id: str) -> dict[int, int]:
+        raw = self.client.hgetall(self.keys.chunk_index(model_id))
+        return {int(number): int(size) for number, size in raw.items()}
 
-    def delete_chunks(self, model_id: str, total: int | None) -> int:
-        """Delete chunks 0..total-1; with ``total`` None (a write that died midway, count unknown),
-        every chunk from 0 up to the first missing one: chunks are always written in order."""
-        if total is not None:
-            keys = [self.keys.chunk(model_id, n) for n in range(total)]
-            return self.client.delete(*keys) if keys else 0
-        deleted, start, batch = 0, 0, 64
-        while True:
-            count = self.client.delete(*[self.keys.chunk(model_id, n) for n in range(start, start + batch)])
+    def delete_chunks(self, model_id: str) -> int:
+        index = self.keys.chunk_index(model_id)
+        numbers = [int(n) for n in self.client.hkeys(index)]
+        for start in range(0, len(numbers), 500):
+            self.client.delete(*[self.keys.chunk(model_id, n) for n in numbers[start:start + 500]])
+        self.client.delete(index)
+        if numbers:
+            return len(numbers)
+        # Chunks written before the index existed: from 0 up to the first one that is not there.
+        deleted, batch = 0, 64
+        while count := self.client.delete(*[self.keys.chunk(model_id, n) for n in range(deleted, deleted + batch)]):
             deleted += count
             if count < batch:
-                return deleted
-            start += batch
+                break
+        return deleted
 
-    def copy_chunks(self, source_id: str, target_id: str, total: int) -> None:
+    def copy_chunks(self, source_id: str, target_id: str) -> int:
+        numbers = list(self.sizes(source_id))
         pipe = self.client.pipeline(transaction=False)
-        for n in range(total):
+        for n in numbers:
             pipe.copy(self.keys.chunk(source_id, n), self.keys.chunk(target_id, n), replace=True)
-        if not all(pipe.execute()):
+        pipe.copy(self.keys.chunk_index(source_id), self.keys.chunk_index(target_id), replace=True)
+        if not numbers or not all(pipe.execute()):
             raise KeyError(f"chunks of [{source_id}] are missing")
+        return len(numbers)
+
+
+def missing_chunks(sizes: dict[int, int], total: int, limit: int = 10) -> list[int]:
+    """The first ``limit`` chunk numbers below ``total`` that ``sizes`` lacks (``total`` was
+    bounded when it was accepted)."""
+    missing = []
+    for number in range(total):
+        if number not in sizes:
+            missing.append(number)
+            if len(missing) == limit:
+                break
+    return missing
 
 
 @dataclass(frozen=True)

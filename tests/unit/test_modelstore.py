@@ -8,7 +8,7 @@ import os
 import pytest
 
 from mlcommons.keys import Keys
-from mlcommons.store.modelstore import RedisModelStore, iter_chunks, read_chunks, write_chunks
+from mlcommons.store.modelstore import RedisModelStore, iter_chunks, missing_chunks, read_chunks, write_chunks
 
 
 class Trickle(io.BytesIO):
@@ -33,15 +33,36 @@ def test_write_then_read_round_trip(redis_client, prefix):
     digest = write_chunks(store, "m1", io.BytesIO(data), 10_000)
     assert (digest.size, digest.total_chunks) == (25_000, 3)
     assert digest.sha256 == hashlib.sha256(data).hexdigest()
-    assert store.sizes("m1", 4) == [10_000, 10_000, 5_000, None]
+    assert store.sizes("m1") == {0: 10_000, 1: 10_000, 2: 5_000}
+    assert missing_chunks(store.sizes("m1"), 4) == [3]
     out = io.BytesIO()
     assert read_chunks(store, "m1", 3, out) == digest
     assert out.getvalue() == data
-    store.copy_chunks("m1", "m2", 3)
+    assert store.copy_chunks("m1", "m2") == 3
     assert store.get_chunk("m2", 2) == data[20_000:]
-    assert store.delete_chunks("m1", 3) == 3
+    assert store.sizes("m2") == store.sizes("m1")
+    assert store.delete_chunks("m1") == 3
+    assert store.sizes("m1") == {}
     with pytest.raises(KeyError):
         read_chunks(store, "m1", 3, io.BytesIO())
+
+
+def test_delete_reads_what_is_stored_not_a_count(redis_client, prefix):
+    """Chunks out of order and far apart are all deleted, in as many steps as there are chunks."""
+    store = RedisModelStore(redis_client, Keys(prefix))
+    for number in (7, 0, 100_000):
+        store.put_chunk("sparse", number, b"x" * (number % 7 + 1))
+    assert sorted(store.sizes("sparse")) == [0, 7, 100_000]
+    assert store.delete_chunks("sparse") == 3
+    assert redis_client.keys(f"{prefix}:chunk*") == []
+
+
+def test_delete_of_chunks_written_before_the_index(redis_client, prefix):
+    keys = Keys(prefix)
+    for number in range(70):
+        redis_client.set(keys.chunk("old", number), b"x")
+    assert RedisModelStore(redis_client, keys).delete_chunks("old") == 70
+    assert redis_client.keys(f"{prefix}:chunk*") == []
 
 
 def test_write_refuses_past_the_limit(redis_client, prefix):

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from mlcommons.core import limits
 from mlcommons.errors import BadRequest, MLError, TooManyRequests
 
 PRODUCT_HEADER = "X-Elastic-Product"
@@ -71,9 +72,8 @@ def _query_value(raw: str) -> Any:
         return True if low == "true" else raw
     if low == "false":
         return False
-    if re.fullmatch(r"-?\d+", raw.strip()):
-        return int(raw)
-    return raw
+    number = limits.strict_int(raw.strip())
+    return raw if number is None else number
 
 
 def boolean(value: Any, name: str) -> bool:

@@ -5,7 +5,7 @@ from aiohttp import web
 
 from mlcommons.api.elasticsearch.protocol import boolean, es_errors, param
 from mlcommons.api.http import read_json, respond
-from mlcommons.core import deployments, nodes, trained_models, units
+from mlcommons.core import deployments, limits, nodes, trained_models, units
 from mlcommons.errors import BadRequest
 
 BASE = "/_ml/trained_models"
@@ -25,10 +25,9 @@ async def put_model(request: web.Request) -> web.Response:
 @es_errors
 async def put_definition_part(request: web.Request) -> web.Response:
     body = await read_json(request, required=True)
-    try:
-        part = int(request.match_info["part"])
-    except ValueError:
-        raise BadRequest(f"[part] must be an integer, got [{request.match_info['part']}]") from None
+    part = limits.strict_int(request.match_info["part"])
+    if part is None:
+        raise BadRequest(f"[part] must be an integer, got [{request.match_info['part'][:100]}]")
     svc = _svc(request)
     return respond(await svc.run(trained_models.put_definition_part, svc.ctx, request.match_info["model_id"],
                                  part, body))
@@ -42,9 +41,19 @@ async def put_vocabulary(request: web.Request) -> web.Response:
 
 
 def _page(request: web.Request, items: list) -> list:
-    start = int(request.query.get("from", 0))
-    size = int(request.query.get("size", 100))
+    start, size = (_non_negative(request, name, default) for name, default in (("from", 0), ("size", 100)))
     return items[start:start + size]
+
+
+def _non_negative(request: web.Request, name: str, default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    value = limits.strict_int(raw)
+    if value is None or value < 0:
+        raise BadRequest(f"Failed to parse [{name}] with value [{raw[:100]}] as a non-negative integer",
+                         error_type="illegal_argument_exception")
+    return value
 
 
 @es_errors

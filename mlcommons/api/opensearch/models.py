@@ -6,7 +6,7 @@ from aiohttp import web
 
 from mlcommons.api.http import flag, read_json, respond, string_list
 from mlcommons.core import deploy as deploys
-from mlcommons.core import models, register as registration, undeploy as undeploys
+from mlcommons.core import limits, models, register as registration, undeploy as undeploys
 from mlcommons.errors import BadRequest
 
 
@@ -28,14 +28,14 @@ async def register_meta(request: web.Request) -> web.Response:
 
 async def upload_chunk(request: web.Request) -> web.Response:
     raw_number = request.match_info["chunk_number"]
-    if not raw_number.isdigit():
-        raise BadRequest(f"[chunk_number] must be a non-negative integer, got [{raw_number}]")
+    number = limits.strict_int(raw_number)
+    if number is None or number < 0:
+        raise BadRequest(f"[chunk_number] must be a non-negative integer, got [{raw_number[:100]}]")
     # The body is the chunk's raw bytes whatever the Content-Type says: opensearch-py-ml labels
     # them application/json.
     data = await request.read()
     svc = _svc(request)
-    return respond(await svc.run(models.upload_chunk, svc.ctx, request.match_info["model_id"], int(raw_number),
-                                 data))
+    return respond(await svc.run(models.upload_chunk, svc.ctx, request.match_info["model_id"], number, data))
 
 
 async def get(request: web.Request) -> web.Response:
