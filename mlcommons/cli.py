@@ -1,4 +1,5 @@
-"""The ``mlcommons`` command: ``serve`` (the whole stack on one machine), ``api`` and ``worker``."""
+"""The ``mlcommons`` command: ``serve`` (the whole stack on one machine), ``api``, ``worker`` and
+``dashboard``."""
 from __future__ import annotations
 
 import argparse
@@ -68,7 +69,27 @@ def cmd_api(args) -> int:
     return 0
 
 
+# --- dashboard -----------------------------------------------------------------------------
+
+def cmd_dashboard(args) -> int:
+    url = _redis_url(args)
+    if not url:
+        print("mlcommons dashboard: --redis-url (or MLCOMMONS_REDIS_URL) is required", file=sys.stderr)
+        return 2
+    from mlcommons.dashboard import HOST, run
+
+    print(f"rq-dashboard listening on http://{HOST}:{args.port}", flush=True)
+    run(url, args.port, _static(args))
+    return 0
+
+
 # --- serve ---------------------------------------------------------------------------------
+
+def _spawner(sup, name: str, argv: list[str], env: dict):
+    """How the supervisor (re)starts one part: its own name and command line, fixed here, so a
+    restart runs that part and no other."""
+    return lambda: sup.spawn(name, argv, env)
+
 
 def cmd_serve(args) -> int:
     """Every part is a child process the supervisor restarts if it dies: Redis (when embedded)
@@ -105,19 +126,19 @@ def cmd_serve(args) -> int:
         python = sys.executable
         for i in range(args.workers):
             node_dir = data_dir / "nodes" / str(i)
-            argv = [python, "-m", "mlcommons", "worker", "--redis-url", url, "--data-dir", str(node_dir), *config]
-            part = sup.add(f"worker-{i}", lambda argv=argv, name=f"worker-{i}": sup.spawn(name, argv, env))
+            worker = [python, "-m", "mlcommons", "worker", "--redis-url", url, "--data-dir", str(node_dir), *config]
+            part = sup.add(f"worker-{i}", _spawner(sup, f"worker-{i}", worker, env))
             print(f"worker {i}   pid {part.proc.pid}, data {node_dir}, log {sup.logs / f'worker-{i}.log'}",
                   flush=True)
-        argv = [python, "-m", "mlcommons", "api", "--redis-url", url, "--host", args.host, "--port",
-                str(args.port), *config]
-        part = sup.add("api", lambda: sup.spawn("api", argv, env))
+        api = [python, "-m", "mlcommons", "api", "--redis-url", url, "--host", args.host, "--port", str(args.port),
+               *config]
+        part = sup.add("api", _spawner(sup, "api", api, env))
         print(f"api        http://{args.host}:{args.port} (pid {part.proc.pid}, log {sup.logs / 'api.log'})",
               flush=True)
         if args.dashboard_port:
-            argv = [python, "-m", "rq_dashboard", "--bind", "127.0.0.1", "--port", str(args.dashboard_port),
-                    "--redis-url", url]
-            sup.add("dashboard", lambda: sup.spawn("dashboard", argv, env), stop_timeout=5)
+            dashboard = [python, "-m", "mlcommons", "dashboard", "--redis-url", url, "--port",
+                         str(args.dashboard_port), *config]
+            sup.add("dashboard", _spawner(sup, "dashboard", dashboard, env), stop_timeout=5)
             print(f"dashboard  http://127.0.0.1:{args.dashboard_port} (rq-dashboard)", flush=True)
         while not stop_requested:
             sup.check()
@@ -152,6 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     api.add_argument("--port", type=int, default=9200)
     api.add_argument("--config")
     api.set_defaults(func=cmd_api)
+
+    dashboard = sub.add_parser("dashboard", help="run rq-dashboard on 127.0.0.1, refusing other Host names")
+    dashboard.add_argument("--redis-url")
+    dashboard.add_argument("--port", type=int, default=9181)
+    dashboard.add_argument("--config")
+    dashboard.set_defaults(func=cmd_dashboard)
 
     worker = sub.add_parser("worker", help="run one worker node")
     worker.add_argument("--redis-url")

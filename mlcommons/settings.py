@@ -90,6 +90,19 @@ SETTINGS: dict[str, Setting] = {
                 "the model store past 90% of any Redis' ceiling are refused with a clear error.", minimum=0),
         Setting("mlcommons.http.max_content_length", 104_857_600, int, False,
                 "Largest request body the API accepts, in bytes; larger bodies get 413.", minimum=1),
+        Setting("mlcommons.http.read_timeout_seconds", 60.0, float, False,
+                "A request's line, headers and body must all arrive within this many seconds of its first "
+                "byte, or the API closes the connection (a slow or stalled client cannot hold one open). "
+                "At the default, a 10 MB upload chunk needs about 170 KB/s. The dashboard uses it as its "
+                "socket time-out.", minimum=0.05),
+        Setting("mlcommons.http.keepalive_timeout_seconds", 60.0, float, False,
+                "The API closes a connection that has been idle this long since its last answer (or since "
+                "it opened, when it has sent no request).", minimum=0.05),
+        Setting("mlcommons.http.allowed_hosts", "", str, False,
+                "Host names the API and the dashboard answer to, comma-separated, beyond their own: "
+                "localhost, 127.0.0.1 and [::1] (any port) when bound to a loopback address, and also any "
+                "IP literal and this machine's host name when bound to another address. Other Host headers "
+                "get 421, against DNS rebinding. * accepts any Host (behind a proxy that checks it)."),
         Setting("mlcommons.model_store.chunk_size", 10_000_000, int, False,
                 "Size in bytes of the chunks a registered model archive is split into.", minimum=1024),
         Setting("mlcommons.model_store.max_model_size", 4 * 2**30 - 1, int, True,

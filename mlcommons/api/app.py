@@ -9,16 +9,21 @@ import socket
 from aiohttp import web
 
 from mlcommons.api import cluster, elasticsearch, middlewares, opensearch
+from mlcommons.api.connections import Runner
 from mlcommons.api.http import add_routes
 from mlcommons.api.services import Services
 from mlcommons.cluster.watcher import Watcher
 from mlcommons.core.context import Context
+from mlcommons.hosts import HostPolicy
 
 log = logging.getLogger(__name__)
 
 
-def create_app(ctx: Context, *, node_name: str | None = None, watcher: bool = True) -> web.Application:
-    app = web.Application(middlewares=[middlewares.errors],
+def create_app(ctx: Context, *, bind_host: str = "127.0.0.1", node_name: str | None = None,
+               watcher: bool = True) -> web.Application:
+    """The API; ``bind_host`` (the address it listens on) decides which Host names it answers."""
+    hosts = HostPolicy(bind_host, ctx.settings.get("mlcommons.http.allowed_hosts"))
+    app = web.Application(middlewares=[middlewares.errors, middlewares.host_and_origin(hosts)],
                           client_max_size=ctx.settings.get("mlcommons.http.max_content_length"))
     app["svc"] = Services(ctx)
     app["node_name"] = node_name or f"{socket.gethostname()}-api"
@@ -47,8 +52,10 @@ def create_app(ctx: Context, *, node_name: str | None = None, watcher: bool = Tr
 async def serve(ctx: Context, host: str, port: int, *, ready: asyncio.Event | None = None,
                 stop: asyncio.Event | None = None) -> None:
     """Run the API until ``stop`` is set (or SIGINT/SIGTERM when no event is given)."""
-    app = create_app(ctx)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    app = create_app(ctx, bind_host=host)
+    runner = Runner(app, access_log=None, handle_signals=False,
+                    keepalive_timeout=ctx.settings.get("mlcommons.http.keepalive_timeout_seconds"),
+                    read_timeout=ctx.settings.get("mlcommons.http.read_timeout_seconds"))
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()

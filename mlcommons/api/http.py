@@ -6,7 +6,7 @@ from typing import Any, Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from mlcommons.errors import BadRequest, ParseError
+from mlcommons.errors import BadRequest, MLError, ParseError
 
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -17,8 +17,29 @@ def respond(data: Any, status: int = 200, headers: dict[str, str] | None = None)
                         content_type="application/json", headers=headers)
 
 
+# What a JSON body may be labelled: elasticsearch-py sends the vnd type (its compatible-with
+# version is checked by the Elasticsearch dialect's handlers).
+JSON_MEDIA_TYPES = frozenset({"application/json", "application/vnd.elasticsearch+json"})
+
+
+def check_json_content_type(request: web.Request) -> None:
+    """A JSON body must say so. A web page can POST text/plain, x-www-form-urlencoded and
+    multipart/form-data to any host without a CORS preflight; refusing every other label, as
+    Elasticsearch and OpenSearch do (406, their message), keeps such pages from driving the API."""
+    labels = request.headers.getall("Content-Type", ())
+    if not labels:
+        raise MLError("Content-Type header is missing", status=406, error_type="media_type_header_exception")
+    if len(labels) > 1 or labels[0].split(";", 1)[0].strip().lower() not in JSON_MEDIA_TYPES:
+        raise MLError(f"Content-Type header [{','.join(labels)[:200]}] is not supported", status=406,
+                      error_type="media_type_header_exception")
+
+
 async def read_json(request: web.Request, *, required: bool = False) -> dict[str, Any] | None:
+    """The request's JSON object body, or None when there is none. A body is refused (406) unless
+    it is labelled JSON; a request without one may carry any label, or none."""
     raw = await request.read()
+    if raw:
+        check_json_content_type(request)
     if not raw.strip():
         if required:
             raise ParseError("request body is required")

@@ -1,4 +1,5 @@
-"""Every failure leaves the API as the dialect's error body with the right status."""
+"""Every failure leaves the API as the dialect's error body with the right status; requests for
+another host or from another site's page are refused before any handler runs."""
 from __future__ import annotations
 
 import logging
@@ -6,7 +7,8 @@ import logging
 from aiohttp import web
 
 from mlcommons.api.http import respond
-from mlcommons.errors import MLError, TooManyRequests
+from mlcommons.errors import Forbidden, MLError, TooManyRequests
+from mlcommons.hosts import SAFE_METHODS, HostPolicy
 
 log = logging.getLogger(__name__)
 
@@ -39,3 +41,20 @@ async def errors(request: web.Request, handler) -> web.StreamResponse:
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return _error(500, "exception", "internal error; see the API log")
+
+
+def host_and_origin(hosts: HostPolicy):
+    """Refuse (421) a Host that is not one of ours, and (403) a state-changing request that a
+    browser sent from another site (see mlcommons/hosts.py)."""
+    @web.middleware
+    async def check(request: web.Request, handler) -> web.StreamResponse:
+        headers = request.headers
+        host = headers.get("Host")
+        if not hosts.host_allowed(host):
+            raise MLError(hosts.bad_host(host), status=421, error_type="illegal_argument_exception")
+        if request.method not in SAFE_METHODS:
+            reason = hosts.cross_site(request.method, host, headers.get("Origin"), headers.get("Sec-Fetch-Site"))
+            if reason is not None:
+                raise Forbidden(reason)
+        return await handler(request)
+    return check

@@ -1,0 +1,71 @@
+"""`mlcommons serve` with the dashboard on: a crashed API is restarted as the API (not as another
+dashboard), the dashboard keeps answering meanwhile, and the dashboard refuses a rebound Host or a
+cross-site request before rq-dashboard sees it."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from mlcommons.procutil import free_port
+from mlcommons.supervisor import pid_of
+from tests.harness import ROOT, Client, child_env, wait_for, wait_http
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    except OSError:
+        return []
+
+
+def answers(client: Client) -> bool:
+    try:
+        return client.get("/", timeout=2).status == 200
+    except OSError:
+        return False
+
+
+def test_a_killed_api_comes_back_and_the_dashboard_stays(tmp_path):
+    port, dashboard_port = free_port(), free_port()
+    data = tmp_path / "data"
+    log = open(tmp_path / "serve.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "mlcommons", "serve", "--workers", "0", "--port", str(port),
+                             "--dashboard-port", str(dashboard_port), "--data-dir", str(data)],
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            env={k: v for k, v in child_env().items() if k != "MLCOMMONS_REDIS_URL"})
+    api = Client(f"http://127.0.0.1:{port}")
+    board = Client(f"http://127.0.0.1:{dashboard_port}")
+    try:
+        wait_http(api, timeout=120)
+        wait_for(lambda: answers(board), 60, 0.1, "the dashboard")
+
+        # The dashboard answers its own names only, and nothing a browser marks as cross-site.
+        resp = board.get("/", headers={"Host": f"evil.example:{dashboard_port}"})
+        assert resp.status == 421 and resp.body["error"]["reason"].startswith("Host [evil.example:"), resp.body
+        assert board.get("/", headers={"Host": f"localhost:{dashboard_port}"}).status == 200
+        resp = board.post("/queue/mlc.shared/queued/empty", data=b"", headers={"Origin": "http://evil.example"})
+        assert resp.status == 403 and resp.body["error"]["reason"].startswith("cross-site request refused")
+        assert board.get("/requeue/mlc.shared", headers={"Sec-Fetch-Site": "cross-site"}).status == 403
+        assert board.get("/0/data/queues.json").status == 200
+
+        api_pid, dashboard_pid = pid_of(data, "api"), pid_of(data, "dashboard")
+        assert "api" in cmdline(api_pid) and "dashboard" in cmdline(dashboard_pid)
+        os.kill(api_pid, signal.SIGKILL)
+
+        def api_back():
+            pid = pid_of(data, "api")
+            return pid not in (None, api_pid) and answers(api) and pid
+        new_pid = wait_for(api_back, 60, 0.1, "the API to answer again on its port")
+        assert "api" in cmdline(new_pid) and "dashboard" not in cmdline(new_pid)
+        assert pid_of(data, "dashboard") == dashboard_pid and answers(board)
+        assert api.get(f"/_plugins/_ml/models/_search").status == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(90)
+        log.close()
+    output = (tmp_path / "serve.log").read_text()
+    assert code == 0, output
+    assert "api        restarted" in output and "dashboard  restarted" not in output, output
