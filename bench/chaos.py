@@ -4,13 +4,15 @@ stuck, lost or hung.
 
     .venv/bin/python bench/chaos.py --rounds 50                  # starts its own stack
     .venv/bin/python bench/chaos.py --url http://127.0.0.1:9200 --data-dir ./data --rounds 50
+        (add --dashboard-url http://127.0.0.1:9181 to check that stack's dashboard too)
 
 It registers two copies of the bundled all-MiniLM-L6-v2, deploys them, keeps a prediction load
 running, and in each round kills one of: an idle worker, a worker in the middle of a deploy, a
 worker in the middle of predictions, the API process, or Redis. After each round it waits until
-every model is DEPLOYED again with true worker-node lists and every task has ended. At the end it
-prints rounds, tasks created, tasks stuck, models lost, requests hung, and the longest time from
-a restart to DEPLOYED, and writes a JSON report.
+every model is DEPLOYED again with true worker-node lists and every task has ended, and checks
+that rq-dashboard (which its own stack runs) still answers. At the end it prints rounds, tasks
+created, tasks stuck, models lost, requests hung, and the longest time from a restart to
+DEPLOYED, and writes a JSON report.
 
 Redis rounds restart Redis gracefully (SIGTERM, then the supervisor starts it again from its
 append-only file): with appendfsync everysec, a SIGKILL of Redis itself may lose the last second
@@ -141,8 +143,9 @@ class Load:
 
 
 class Chaos:
-    def __init__(self, api: Api, data_dir: Path, workers: int, rng: random.Random):
+    def __init__(self, api: Api, data_dir: Path, workers: int, rng: random.Random, dashboard: Api | None = None):
         self.api = api
+        self.dashboard = dashboard
         self.data_dir = data_dir
         self.workers = workers
         self.rng = rng
@@ -170,6 +173,9 @@ class Chaos:
                     or len(holders) != self.workers:
                 return False
         return not self.open_tasks()
+
+    def dashboard_answers(self) -> bool:
+        return self.dashboard is None or self.dashboard.call("GET", "/0/data/queues.json", timeout=10)[0] == 200
 
     # --- the rounds -------------------------------------------------------------------
     def setup(self) -> None:
@@ -222,23 +228,27 @@ class Chaos:
             wait(lambda: self.boots().get(node, (0, before[node][1]))[1] != before[node][1], 120, 0.1)
         ok = wait(self.settled, 180, 0.2)
         done_at = time.monotonic()
+        dashboard = bool(wait(self.dashboard_answers, 30))
         result = {"round": number, "kind": kind, "victim": victim, "restarted": bool(back),
-                  "settled": bool(ok), "kill_to_restart_s": round(restarted_at - killed_at, 2),
+                  "settled": bool(ok), "dashboard_answers": dashboard,
+                  "kill_to_restart_s": round(restarted_at - killed_at, 2),
                   "restart_to_deployed_s": round(done_at - restarted_at, 2),
                   "kill_to_deployed_s": round(done_at - killed_at, 2)}
         print(f"round {number:3d} {kind:<18} {victim:<9} restart {result['kill_to_restart_s']:5.2f}s "
-              f"-> DEPLOYED {result['restart_to_deployed_s']:5.2f}s {'ok' if ok else 'NOT SETTLED'}", flush=True)
+              f"-> DEPLOYED {result['restart_to_deployed_s']:5.2f}s {'ok' if ok else 'NOT SETTLED'}"
+              f"{'' if dashboard else ', DASHBOARD DOWN'}", flush=True)
         return result
 
 
-def start_stack(workdir: Path, workers: int) -> tuple[subprocess.Popen, str]:
-    port = free_port()
+def start_stack(workdir: Path, workers: int) -> tuple[subprocess.Popen, str, str]:
+    """A `serve` with the dashboard on, as a user runs it: (process, API URL, dashboard URL)."""
+    port, dashboard_port = free_port(), free_port()
     env = {**os.environ, **FAST, "HF_HUB_OFFLINE": "1"}
     log = open(workdir / "serve.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "mlcommons", "serve", "--port", str(port), "--workers",
-                             str(workers), "--data-dir", str(workdir / "data"), "--dashboard-port", "0"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    return proc, f"http://127.0.0.1:{port}"
+                             str(workers), "--data-dir", str(workdir / "data"), "--dashboard-port",
+                             str(dashboard_port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return proc, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{dashboard_port}"
 
 
 def main() -> int:
@@ -246,6 +256,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=50)
     parser.add_argument("--url", help="a running stack's API; default: start one")
     parser.add_argument("--data-dir", help="that stack's --data-dir (for its pid files)")
+    parser.add_argument("--dashboard-url", help="that stack's rq-dashboard, checked after each round")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--report", default=str(ROOT / "bench" / "results" / "chaos.json"))
@@ -255,17 +266,18 @@ def main() -> int:
     if args.url:
         if not args.data_dir:
             parser.error("--data-dir is required with --url")
-        url, data_dir = args.url, Path(args.data_dir).resolve()
+        url, data_dir, dashboard_url = args.url, Path(args.data_dir).resolve(), args.dashboard_url
     else:
         workdir = Path(tempfile.mkdtemp(prefix="mlcommons-chaos-"))
-        stack, url = start_stack(workdir, args.workers)
+        stack, url, dashboard_url = start_stack(workdir, args.workers)
         data_dir = workdir / "data"
-        print(f"started a stack at {url} (data {data_dir})", flush=True)
+        print(f"started a stack at {url} (dashboard {dashboard_url}, data {data_dir})", flush=True)
     api = Api(url)
+    dashboard = Api(dashboard_url) if dashboard_url else None
     try:
         if not wait(lambda: api.call("GET", "/")[0] == 200, 120):
             raise RuntimeError("the API did not come up")
-        chaos = Chaos(api, data_dir, args.workers, random.Random(args.seed))
+        chaos = Chaos(api, data_dir, args.workers, random.Random(args.seed), dashboard)
         chaos.setup()
         tasks_at_start = chaos.task_total()
         load = Load(api, chaos.models)
@@ -285,6 +297,7 @@ def main() -> int:
             "requests": dict(load.counts),
             "slowest_answer_s": round(load.slowest, 2),
             "rounds_not_settled": sum(1 for r in chaos.rounds if not r["settled"]),
+            "rounds_dashboard_down": sum(1 for r in chaos.rounds if not r["dashboard_answers"]),
             "longest_restart_to_deployed_s": max(r["restart_to_deployed_s"] for r in chaos.rounds),
             "longest_kill_to_deployed_s": max(r["kill_to_deployed_s"] for r in chaos.rounds),
             "by_round": chaos.rounds,
@@ -294,11 +307,12 @@ def main() -> int:
         print()
         for key in ("rounds", "tasks_created", "tasks_stuck", "models_lost", "requests_hung",
                     "longest_restart_to_deployed_s", "longest_kill_to_deployed_s", "rounds_not_settled",
-                    "slowest_answer_s"):
+                    "rounds_dashboard_down", "slowest_answer_s"):
             print(f"{key:<32} {report[key]}")
         print(f"{'requests':<32} {report['requests']}")
         print(f"report written to {args.report}")
-        bad = report["tasks_stuck"] or report["models_lost"] or report["requests_hung"] or report["rounds_not_settled"]
+        bad = (report["tasks_stuck"] or report["models_lost"] or report["requests_hung"] or report["rounds_not_settled"]
+               or report["rounds_dashboard_down"])
         return 1 if bad else 0
     finally:
         if stack is not None:

@@ -1,5 +1,5 @@
 """The chaos command, a few rounds of each kind, as CI's smoke run of it (the README shows the
-50-round run and the figures in its note)."""
+50-round run and the figures in its note); its stack runs rq-dashboard, which must keep answering."""
 from __future__ import annotations
 
 import json
@@ -17,5 +17,5 @@ def test_chaos_rounds_leave_nothing_stuck_lost_or_hung(tmp_path):
     figures = json.loads(report.read_text())
     assert figures["rounds"] == 5
     assert figures["tasks_stuck"] == figures["models_lost"] == figures["requests_hung"] == 0
-    assert figures["rounds_not_settled"] == 0
+    assert figures["rounds_not_settled"] == figures["rounds_dashboard_down"] == 0
     assert figures["tasks_created"] > 0
