@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 
@@ -355,9 +355,6 @@ class Settings:
     def overrides(self, scope: str) -> dict[str, Any]:
         return dict(self._overrides[scope])
 
-    def effective(self) -> dict[str, Any]:
-        return {name: self.get(name) for name in SETTINGS}
-
 
 def decode_overrides(raw: dict) -> dict[str, Any]:
     out = {}
@@ -387,9 +384,6 @@ def render_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-Getter = Callable[[str], Any]
 
 
 _FILE_HEADER = """\

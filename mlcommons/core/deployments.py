@@ -15,7 +15,7 @@ from typing import Any
 
 from mlcommons import keys as K
 from mlcommons.core import deploy as deploys
-from mlcommons.core import limits, nodes, tasks, trained_models, units
+from mlcommons.core import limits, nodes, trained_models, units
 from mlcommons.core import undeploy as undeploys
 from mlcommons.core.context import Context
 from mlcommons.errors import BadRequest, NotFound
@@ -402,7 +402,3 @@ def wake(ctx: Context, unit_id: str) -> bool:
     if woken:
         log.info("deployment %s: a request arrived at 0 allocations; scaling to 1", unit_id)
     return woken
-
-
-def tasks_of(ctx: Context, unit_id: str) -> list[str]:
-    return [t for t, task in tasks.open_tasks(ctx) if units.task_unit(task) == unit_id]

@@ -26,9 +26,13 @@ CANCELLED = "undeployed while deploying"
 def plan(ctx: Context, model_ids: list[str], node_ids: list[str] | None) -> dict[str, Any]:
     """Check the models, cancel their pending deploys, ask every live target node to drop them,
     and say whom to wait for."""
-    found = [m for m in model_ids if ctx.docs.exists(units.kind(ctx.docs, m), m)]
-    if len(model_ids) == 1 and not found:
+    docs = {m: ctx.docs.get(units.kind(ctx.docs, m), m) for m in model_ids}
+    if len(model_ids) == 1 and docs[model_ids[0]] is None:
         raise model_not_found(model_ids[0])
+    # A model still REGISTERING (its chunks being uploaded or downloaded) is deployed nowhere:
+    # undeploying it is a no-op that leaves the upload to finish.
+    found = [m for m, doc in docs.items()
+             if doc is not None and doc.get("model_state") != ModelState.REGISTERING.value]
     for model_id in found:
         # Until finish() the model is being undeployed: the watcher must not redeploy it
         # while its nodes drop it one by one.

@@ -31,8 +31,3 @@ def async_client(url: str, **kw) -> aioredis.Redis:
     kw.setdefault("retry", AsyncRetry(_backoff(), RETRIES))
     kw.setdefault("retry_on_error", [ConnectionError, TimeoutError])
     return aioredis.Redis.from_url(url, **kw)
-
-
-def server_version(client: redis.Redis) -> tuple[int, ...]:
-    info = client.info("server")
-    return tuple(int(p) for p in str(info["redis_version"]).split(".")[:3])

@@ -39,9 +39,6 @@ class Tx:
         self.pipe = pipe
         self._writes: list[Callable[[redis.client.Pipeline], None]] = []
 
-    def watch(self, *keys: str) -> None:
-        self.pipe.watch(*keys)
-
     def get(self, index: str, doc_id: str) -> dict[str, Any] | None:
         key = self.keys.doc(index, doc_id)
         self.pipe.watch(key)

@@ -171,3 +171,25 @@ def test_queue_capacity_follows_the_setting_while_deployed(make_cluster, tiny):
     assert len(ok) + sum(r.status == 429 for r in results) == 12
     # Two queued and one in the allocation's hands at most, give or take one taken meanwhile.
     assert 2 <= len(ok) <= 4, len(ok)
+
+
+def test_undeploy_during_a_chunked_upload_leaves_the_upload_alone(cluster, tiny):
+    """An undeploy of a model whose chunks are still arriving used to make it UNDEPLOYED, after
+    which every remaining chunk was refused with 409 and the upload was stranded."""
+    import hashlib
+
+    zip_path, info = tiny
+    content = zip_path.read_bytes()
+    half = len(content) // 2 + 1
+    pieces = [content[:half], content[half:]]
+    body = meta(info, total_chunks=2, model_content_hash_value=hashlib.sha256(content).hexdigest())
+    model_id = cluster.api.post(f"{ML}/models/_register_meta", body).body["model_id"]
+    assert cluster.api.post(f"{ML}/models/{model_id}/upload_chunk/0", data=pieces[0]).status == 200
+    for path, payload in ((f"{ML}/models/{model_id}/_undeploy", None),
+                          (f"{ML}/models/_undeploy", {"model_ids": [model_id]})):
+        resp = cluster.api.post(path, payload)
+        assert resp.status == 200 and resp.body == {}, resp.body
+        assert cluster.model(model_id)["model_state"] == "REGISTERING"
+    assert cluster.api.post(f"{ML}/models/{model_id}/upload_chunk/1", data=pieces[1]).status == 200
+    assert cluster.model(model_id)["model_state"] == "REGISTERED"
+    assert cluster.api.delete(f"{ML}/models/{model_id}").status == 200
