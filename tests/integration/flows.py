@@ -65,3 +65,16 @@ def undeploy(cluster, model_id: str) -> dict:
     resp = cluster.api.post(f"{ML}/models/{model_id}/_undeploy")
     assert resp.status == 200, resp.body
     return resp.body
+
+
+def assert_error(resp, status: int, reason: str | None = None, error_type: str | None = None):
+    """An error answer in the dialect's shape, with this status (and reason and type, if given)."""
+    assert resp.status == status, resp.body
+    body = resp.body
+    assert set(body) == {"error", "status"} and body["status"] == status
+    assert set(body["error"]) >= {"root_cause", "type", "reason"}
+    assert body["error"]["root_cause"] == [{"type": body["error"]["type"], "reason": body["error"]["reason"]}]
+    if reason is not None:
+        assert body["error"]["reason"] == reason
+    if error_type is not None:
+        assert body["error"]["type"] == error_type

@@ -3,19 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.flows import ML, deploy, register_url, undeploy, unique
-
-
-def assert_error(resp, status: int, reason: str | None = None, error_type: str | None = None):
-    assert resp.status == status, resp.body
-    body = resp.body
-    assert set(body) == {"error", "status"} and body["status"] == status
-    assert set(body["error"]) >= {"root_cause", "type", "reason"}
-    assert body["error"]["root_cause"] == [{"type": body["error"]["type"], "reason": body["error"]["reason"]}]
-    if reason is not None:
-        assert body["error"]["reason"] == reason
-    if error_type is not None:
-        assert body["error"]["type"] == error_type
+from tests.integration.flows import ML, assert_error, deploy, register_url, undeploy, unique
 
 
 @pytest.mark.parametrize("method, path, status, reason", [

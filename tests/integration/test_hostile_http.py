@@ -13,8 +13,7 @@ import time
 import pytest
 
 from tests.harness import Client, api_proc, wait_http
-from tests.integration.flows import ML, unique
-from tests.integration.test_api import assert_error
+from tests.integration.flows import ML, assert_error, unique
 
 # A web page can send these three without a preflight (the CORS-safelisted content types).
 SIMPLE_TYPES = ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"]

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.harness import wait_for
-from tests.integration.flows import ML, unique
+from tests.integration.flows import ML, deploy, register_url, unique
 
 
 def still_answers(cluster) -> None:
@@ -148,15 +148,13 @@ def test_start_of_a_bad_definition_names_the_cause(cluster):
 def test_queue_capacity_follows_the_setting_while_deployed(make_cluster, tiny):
     """mlcommons.predict.queue_capacity is dynamic: lowered while a model is deployed, it holds
     for that model's queue."""
-    from tests.integration.test_resilience import register, start_deploy
-
     zip_path, info = tiny
     c = make_cluster(nodes=("node-a",),
                      env={"MLCOMMONS_MLCOMMONS_DEPLOY_NUMBER_OF_ALLOCATIONS": "1",
                           "MLCOMMONS_MLCOMMONS_PREDICT_MAX_BATCH_SIZE": "1"},
                      node_env={"node-a": {"MLCOMMONS_FAILPOINTS": "predict.batch=delay(0.3)"}})
-    model_id = register(c, zip_path, info)
-    assert c.wait_task(start_deploy(c, model_id))["state"] == "COMPLETED"
+    model_id = register_url(c, zip_path, info)
+    assert deploy(c, model_id)["state"] == "COMPLETED"
     resp = c.api.put("/_cluster/settings", {"transient": {"mlcommons.predict.queue_capacity": 2}})
     assert resp.status == 200, resp.body
 
