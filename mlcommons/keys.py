@@ -86,6 +86,10 @@ class Keys:
         return f"{self.prefix}:task:{task_id}:progress"
 
     # settings
+    def cluster_uuid(self) -> str:
+        """The cluster's id, made by the first API process that is asked for it."""
+        return f"{self.prefix}:cluster_uuid"
+
     def settings(self, scope: str) -> str:
         return f"{self.prefix}:settings:{scope}"
 
@@ -102,6 +106,10 @@ class Keys:
 
     def inflight_pattern(self, node_id: str) -> str:
         return f"{self.prefix}:inflight:{node_id}:*"
+
+    def deployment_inflight_pattern(self, deployment_id: str) -> str:
+        """Every node's and allocation's in-flight list of one deployment."""
+        return f"{self.prefix}:inflight:*:{deployment_id}:*"
 
     def replies(self, instance_id: str) -> str:
         """List of msgpack replies for one API process."""

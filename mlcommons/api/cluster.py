@@ -1,7 +1,6 @@
 """Cluster-level endpoints: GET / and the dynamic settings (GET/PUT /_cluster/settings)."""
 from __future__ import annotations
 
-import orjson
 from aiohttp import web
 
 from mlcommons import __version__
@@ -9,7 +8,6 @@ from mlcommons.api.elasticsearch.protocol import wants_elasticsearch
 from mlcommons.api.http import flag, read_json, respond
 from mlcommons.core import nodes
 from mlcommons.errors import BadRequest
-from mlcommons.ids import new_id
 from mlcommons.settings import SETTINGS, render_value, unflatten, validate_update
 
 COMPATIBLE_OPENSEARCH = "2.19.0"
@@ -18,9 +16,7 @@ COMPATIBLE_ELASTICSEARCH = "9.1.0"
 
 async def root(request: web.Request) -> web.Response:
     svc = request.app["svc"]
-    uuid_key = f"{svc.keys.prefix}:cluster_uuid"
-    await svc.aredis.set(uuid_key, new_id(), nx=True)
-    cluster_uuid = (await svc.aredis.get(uuid_key)).decode()
+    cluster_uuid = await svc.cluster_uuid()
     if wants_elasticsearch(request):  # an Elasticsearch client (or Eland) asks who we are
         return respond({
             "name": request.app["node_name"],
@@ -85,17 +81,7 @@ async def put_settings(request: web.Request) -> web.Response:
         updates[scope] = validate_update(scope, section)
     if not updates["persistent"] and not updates["transient"]:
         raise BadRequest("no settings to update")
-    pipe = svc.aredis.pipeline(transaction=True)
-    for scope, values in updates.items():
-        key = svc.keys.settings(scope)
-        sets = {name: orjson.dumps(value) for name, value in values.items() if value is not None}
-        resets = [name for name, value in values.items() if value is None]
-        if sets:
-            pipe.hset(key, mapping=sets)
-        if resets:
-            pipe.hdel(key, *resets)
-    await pipe.execute()
-    await svc.refresh_settings()
+    await svc.update_settings(updates)
     flat = flag(request, "flat_settings")
     return respond({"acknowledged": True,
                     "persistent": _render({k: v for k, v in updates["persistent"].items() if v is not None}, flat),
@@ -111,7 +97,7 @@ async def get_nodes(request: web.Request) -> web.Response:
         "cluster_name": svc.settings.get("cluster.name"),
         "nodes": {node_id: {k: info.get(k) for k in ("name", "host", "roles", "pid", "boot_id", "device",
                                                       "started_at", "last_heartbeat", "memory")}
-                  | {"models": sorted((info.get("models") or {}).keys())}
+                  | {"models": sorted(info.get("models") or {})}
                   for node_id, info in sorted(live.items())},
     })
 

@@ -18,6 +18,7 @@ from mlcommons.core.context import Context
 from mlcommons.core.deployments import is_asleep
 from mlcommons.core.predict import PredictClient
 from mlcommons.errors import NotFound
+from mlcommons.ids import new_id
 from mlcommons.store.connection import async_client
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,40 @@ class Services:
             pipe.hgetall(self.keys.settings("transient"))
             persistent, transient = await pipe.execute()
         self.settings.apply_overrides(persistent, transient, read_at=started)
+
+    async def update_settings(self, updates: dict[str, dict[str, Any]]) -> None:
+        """Write checked cluster settings (scope -> name -> value, None to reset) in one
+        transaction, and apply them in this process at once."""
+        pipe = self.aredis.pipeline(transaction=True)
+        for scope, values in updates.items():
+            key = self.keys.settings(scope)
+            sets = {name: orjson.dumps(value) for name, value in values.items() if value is not None}
+            resets = [name for name, value in values.items() if value is None]
+            if sets:
+                pipe.hset(key, mapping=sets)
+            if resets:
+                pipe.hdel(key, *resets)
+        await pipe.execute()
+        await self.refresh_settings()
+
+    async def serving_nodes(self, unit_id: str) -> int:
+        """How many nodes serve a deployment now (its route's count)."""
+        return int(await self.aredis.hget(self.keys.route(unit_id), "workers") or 0)
+
+    async def has_pending_work(self, unit_id: str) -> bool:
+        """Whether a deployment's queue, or any node's in-flight list of it, holds a request."""
+        if await self.aredis.llen(self.keys.predict_queue(unit_id)):
+            return True
+        async for key in self.aredis.scan_iter(match=self.keys.deployment_inflight_pattern(unit_id)):
+            if await self.aredis.llen(key):
+                return True
+        return False
+
+    async def cluster_uuid(self) -> str:
+        """The cluster's id: made once, by whichever API process is asked first."""
+        key = self.keys.cluster_uuid()
+        await self.aredis.set(key, new_id(), nx=True)
+        return (await self.aredis.get(key)).decode()
 
     async def _refresh_loop(self) -> None:
         while True:

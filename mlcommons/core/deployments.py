@@ -18,7 +18,7 @@ from mlcommons.core import deploy as deploys
 from mlcommons.core import limits, nodes, trained_models, units
 from mlcommons.core import undeploy as undeploys
 from mlcommons.core.context import Context
-from mlcommons.errors import BadRequest, NotFound
+from mlcommons.errors import BadRequest, Conflict, NotFound
 from mlcommons.ids import now_ms
 from mlcommons.store.documents import Tx
 from mlcommons.types import ModelState, TaskState
@@ -245,6 +245,13 @@ def unit_for_infer(ctx: Context, ident: str) -> tuple[str, str, dict[str, Any]]:
                      "deployment API.", status=409, error_type="status_exception")
 
 
+def infer_target(ctx: Context, ident: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(unit id, unit document, the model's Elasticsearch config) an _infer on ``ident`` uses."""
+    index, unit_id, doc = unit_for_infer(ctx, ident)
+    model = doc if index == K.MODEL else ctx.docs.get(K.MODEL, doc["model_id"])
+    return unit_id, doc, (model or {}).get("_es") or {}
+
+
 # --- state ------------------------------------------------------------------------------------------
 
 def state_of(ctx: Context, index: str, unit_id: str, doc: dict[str, Any]) -> dict[str, Any]:
@@ -402,3 +409,15 @@ def wake(ctx: Context, unit_id: str) -> bool:
     if woken:
         log.info("deployment %s: a request arrived at 0 allocations; scaling to 1", unit_id)
     return woken
+
+
+def delete_model(ctx: Context, model_id: str, force: bool) -> dict[str, Any]:
+    """DELETE _ml/trained_models/<id>: refused while a deployment serves the model, unless
+    ``force``, which stops its deployments first."""
+    trained_models.check_deletable(ctx, model_id)
+    serving = find(ctx, model_id)
+    if serving and not force:
+        raise Conflict(f"Cannot delete model [{model_id}] as it is currently deployed", error_type="status_exception")
+    for _, unit_id, _doc in serving:
+        stop_unit(ctx, unit_id, force=True)
+    return trained_models.delete(ctx, model_id)

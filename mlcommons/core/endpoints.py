@@ -170,6 +170,16 @@ def view(endpoint: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in endpoint.items() if k not in ("created_time",) and not k.startswith("_")}
 
 
+def record_service_settings(ctx: Context, inference_id: str, service_settings: dict[str, Any]) -> None:
+    """Keep what the first inference of a new endpoint found out (its embedding size)."""
+    ctx.docs.update(K.ENDPOINT, inference_id, {"service_settings": service_settings})
+
+
+def forget(ctx: Context, inference_id: str) -> None:
+    """Drop an endpoint document (an endpoint whose creation failed midway)."""
+    ctx.docs.delete(K.ENDPOINT, inference_id)
+
+
 def owned_deployment(endpoint: dict[str, Any]) -> str | None:
     """The deployment the endpoint started (and stops when deleted); None when it reuses one."""
     return None if endpoint["service_settings"].get("deployment_id") else endpoint["inference_id"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlcommons.keys import WIRE_INDEX
+from mlcommons.keys import TASK, WIRE_INDEX
 
 
 # Field order of ML Commons' documents, so that replies read the same as theirs.
@@ -53,3 +53,7 @@ def write_response(index: str, doc_id: str, result: str, version: int = 1) -> di
         "_seq_no": version - 1,
         "_primary_term": 1,
     }
+
+
+def task_deleted(task_id: str) -> dict[str, Any]:
+    return write_response(TASK, task_id, "deleted", 2)

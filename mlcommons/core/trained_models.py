@@ -297,20 +297,14 @@ def definition_complete(ctx: Context, model_id: str, model: dict[str, Any]) -> b
             and sum(size for number, size in sizes.items() if number < total) == int(parts["total_definition_length"]))
 
 
-def delete(ctx: Context, model_id: str, force: bool) -> dict[str, Any]:
-    model = get_es_model(ctx.docs, model_id)
-    if not is_es_model(model):
+def check_deletable(ctx: Context, model_id: str) -> None:
+    if not is_es_model(get_es_model(ctx.docs, model_id)):
         raise BadRequest(f"model [{model_id}] was not created through the trained models API; "
                          "delete it with DELETE /_plugins/_ml/models/<id>")
-    from mlcommons.core import deployments  # it builds on this module
 
-    serving = deployments.find(ctx, model_id)
-    if serving:
-        if not force:
-            raise Conflict(f"Cannot delete model [{model_id}] as it is currently deployed",
-                           error_type="status_exception")
-        for _, unit_id, _doc in serving:
-            deployments.stop_unit(ctx, unit_id, force=True)
+
+def delete(ctx: Context, model_id: str) -> dict[str, Any]:
+    """Forget a trained model that no deployment serves (``deployments.delete_model`` stops them)."""
     def tx_body(tx: Tx):
         if tx.get(K.MODEL, model_id) is not None:
             tx.delete(K.MODEL, model_id)

@@ -31,6 +31,11 @@ def lookup(reader, unit_id: str) -> tuple[str, dict[str, Any] | None]:
     return K.MODEL, reader.get(K.MODEL, unit_id)
 
 
+def load(ctx, unit_id: str) -> dict[str, Any] | None:
+    """A serving unit's document, whichever kind it is."""
+    return lookup(ctx.docs, unit_id)[1]
+
+
 def model_id_of(index: str, unit_id: str, doc: dict[str, Any]) -> str:
     """The model a unit serves."""
     return doc["model_id"] if index == K.DEPLOYMENT else unit_id

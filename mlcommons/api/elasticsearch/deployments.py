@@ -39,7 +39,7 @@ async def wait_for(svc, index: str, unit_id: str, wanted: str, deadline: float, 
     """Until the deployment reaches ``wanted`` (or can get no further: a partial placement is
     200, every node failed is 500); 408 at the deadline, leaving the deployment starting."""
     while True:
-        doc = await svc.run(svc.ctx.docs.get, index, unit_id)
+        doc = await svc.run(units.load, svc.ctx, unit_id)
         if doc is None:
             raise MLError(f"Could not start trained model deployment [{unit_id}]: it was stopped while starting",
                           status=400, error_type="status_exception")
@@ -97,17 +97,9 @@ async def stop(request: web.Request) -> web.Response:
 async def drain(svc, unit_id: str) -> None:
     """finish_pending_work: wait until the deployment's queue is empty and nothing is in flight."""
     deadline = time.monotonic() + svc.settings.get("mlcommons.predict.timeout_seconds")
-    queue = svc.keys.predict_queue(unit_id)
-    pattern = svc.keys.inflight("*", unit_id, 0)[:-1] + "*"
     while time.monotonic() < deadline:
-        if not await svc.aredis.llen(queue):
-            busy = False
-            async for key in svc.aredis.scan_iter(match=pattern):
-                if await svc.aredis.llen(key):
-                    busy = True
-                    break
-            if not busy:
-                return
+        if not await svc.has_pending_work(unit_id):
+            return
         await asyncio.sleep(0.02)
 
 
@@ -128,7 +120,7 @@ async def update(request: web.Request) -> web.Response:
     await svc.run(deployments.update, svc.ctx, unit_id,
                   settings["number_of_allocations"] if allocations is not None else None,
                   settings.get("adaptive_allocations"))
-    _, doc = await svc.run(units.lookup, svc.ctx.docs, unit_id)
+    doc = await svc.run(units.load, svc.ctx, unit_id)
     return respond({"assignment": await svc.run(deployments.assignment, svc.ctx, index, unit_id, doc)})
 
 

@@ -5,7 +5,6 @@ from aiohttp import web
 
 from mlcommons.api.elasticsearch.protocol import es_errors, param
 from mlcommons.api.http import read_json, respond
-from mlcommons import keys as K
 from mlcommons.core import deployments
 from mlcommons.core.deployments import parse_time
 from mlcommons.core.predict import NoRoute
@@ -22,9 +21,7 @@ async def infer(request: web.Request) -> web.Response:
     ident = request.match_info["model_id"]
     body = await read_json(request, required=True)
     timeout = parse_time(param(request, None, "timeout", "10s"), "timeout")
-    index, unit_id, doc = await svc.run(deployments.unit_for_infer, svc.ctx, ident)
-    model = doc if index == K.MODEL else await svc.run(svc.ctx.docs.get, K.MODEL, doc["model_id"])
-    es = (model or {}).get("_es") or {}
+    unit_id, doc, es = await svc.run(deployments.infer_target, svc.ctx, ident)
     task = next(iter(es.get("inference_config") or {"text_embedding": {}}))
     texts = _texts(body, (es.get("input") or {}).get("field_names") or ["text_field"])
     if deployments.is_asleep(doc):

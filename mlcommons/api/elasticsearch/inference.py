@@ -10,7 +10,6 @@ import time
 
 from aiohttp import web
 
-from mlcommons import keys as K
 from mlcommons.api.elasticsearch import deployments as deployments_api
 from mlcommons.api.elasticsearch.protocol import boolean, es_errors, param
 from mlcommons.api.http import read_json, respond
@@ -58,12 +57,11 @@ async def put(request: web.Request) -> web.Response:
                 probe = await svc.predict.embed(owned, ["test"], timeout)
                 endpoint["service_settings"].update(dimensions=int(probe.vectors.shape[1]), similarity="cosine",
                                                     element_type="float")
-                await svc.run(svc.ctx.docs.update, K.ENDPOINT, inference_id,
-                              {"service_settings": endpoint["service_settings"]})
+                await svc.run(endpoints.record_service_settings, svc.ctx, inference_id, endpoint["service_settings"])
         except RequestTimeout:
             raise  # the deployment goes on starting; the endpoint works once it has started
         except BaseException:
-            await svc.run(svc.ctx.docs.delete, K.ENDPOINT, inference_id)
+            await svc.run(endpoints.forget, svc.ctx, inference_id)
             if await svc.run(deployments.find, svc.ctx, owned):
                 await svc.run(deployments.stop_unit, svc.ctx, owned)
             raise
@@ -106,7 +104,7 @@ async def infer(request: web.Request) -> web.Response:
     if errors:
         raise endpoints.validation(*errors)
     unit = endpoints.serving_unit(endpoint)
-    if deployments.is_asleep((await svc.run(units.lookup, svc.ctx.docs, unit))[1]):
+    if deployments.is_asleep(await svc.run(units.load, svc.ctx, unit)):
         # Scaled to zero: back to one allocation now; the request waits in the queue meanwhile.
         await svc.run(deployments.wake, svc.ctx, unit)
     chunked = boolean(request.query.get("chunked", "false"), "chunked")

@@ -102,15 +102,14 @@ async def ensure_deployed(svc, model_id: str, deadline: float) -> None:
         raise ServiceUnavailable(f"Model [{model_id}] is not deployed and cannot be deployed now: {exc.reason}") from None
     task_id = reply["task_id"]
     wait_until = min(deadline, time.monotonic() + svc.settings.get("mlcommons.predict.auto_deploy_wait_seconds"))
-    route = svc.keys.route(model_id)
     checks = 0
     while time.monotonic() < wait_until:
-        if int(await svc.aredis.hget(route, "workers") or 0) > 0:
+        if await svc.serving_nodes(model_id) > 0:
             return
         checks += 1
         if checks % 10 == 0:
             task = await svc.run(tasks.get, svc.ctx, task_id)
-            if TaskState(task["state"]).terminal and int(await svc.aredis.hget(route, "workers") or 0) == 0:
+            if TaskState(task["state"]).terminal and await svc.serving_nodes(model_id) == 0:
                 raise ServiceUnavailable(f"Model [{model_id}] could not be deployed for this prediction: "
                                          f"{task.get('error') or task['state']}")
         await asyncio.sleep(0.02)

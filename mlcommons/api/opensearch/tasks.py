@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from mlcommons import keys as K
 from mlcommons.api.http import read_json, respond
 from mlcommons.core import tasks
-from mlcommons.core.responses import TASK_FIELDS, public, write_response
+from mlcommons.core.responses import TASK_FIELDS, public, task_deleted
 
 
 async def get(request: web.Request) -> web.Response:
@@ -24,7 +23,7 @@ async def delete(request: web.Request) -> web.Response:
     svc = request.app["svc"]
     task_id = request.match_info["task_id"]
     await svc.run(tasks.delete, svc.ctx, task_id)
-    return respond(write_response(K.TASK, task_id, "deleted", 2))
+    return respond(task_deleted(task_id))
 
 
 ROUTES = [
