@@ -90,6 +90,11 @@ class Keys:
         """The cluster's id, made by the first API process that is asked for it."""
         return f"{self.prefix}:cluster_uuid"
 
+    def serving_events(self) -> str:
+        """Pub/sub channel on which a serving unit's id is published whenever its deploy or its
+        serving nodes change, so that waiters (``_start``'s wait_for, auto-deploy) need not poll."""
+        return f"{self.prefix}:events:serving"
+
     def settings(self, scope: str) -> str:
         return f"{self.prefix}:settings:{scope}"
 

@@ -14,12 +14,15 @@ import orjson
 import redis.asyncio as aioredis
 
 from mlcommons import keys as K
+from mlcommons.api.events import ServingEvents
+from mlcommons.core import tasks
 from mlcommons.core.context import Context
 from mlcommons.core.deployments import is_asleep
 from mlcommons.core.predict import PredictClient
-from mlcommons.errors import NotFound
+from mlcommons.errors import NotFound, RequestTimeout, ServiceUnavailable
 from mlcommons.ids import new_id
 from mlcommons.store.connection import async_client
+from mlcommons.types import TaskState
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,18 +71,21 @@ class Services:
         self.predict = PredictClient(self.aredis, self._reader, ctx.keys,
                                      functools.partial(ctx.settings.get, "mlcommons.predict.queue_capacity"))
         self.models = ModelInfoCache(self.aredis, ctx.keys)
+        self.events = ServingEvents(self.aredis, ctx.keys.serving_events())
         self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="control")
         self._refresher: asyncio.Task | None = None
 
     async def start(self) -> None:
         await self.refresh_settings()
         await self.predict.start()
+        await self.events.start()
         self._refresher = asyncio.create_task(self._refresh_loop(), name="settings-refresh")
 
     async def close(self) -> None:
         if self._refresher is not None:
             self._refresher.cancel()
         await self.predict.close()
+        await self.events.close()
         await self.aredis.aclose()
         await self._reader.aclose()
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -114,6 +120,25 @@ class Services:
                 pipe.hdel(key, *resets)
         await pipe.execute()
         await self.refresh_settings()
+
+    async def wait_serving(self, unit_id: str, task_id: str, deadline: float) -> None:
+        """Wait until a node serves ``unit_id``, which deploy task ``task_id`` is deploying: woken
+        by the unit's serving events (not polling), until ``deadline`` (a monotonic time) or
+        ``mlcommons.predict.auto_deploy_wait_seconds`` from now, whichever comes first."""
+        wait_until = min(deadline, time.monotonic() + self.settings.get("mlcommons.predict.auto_deploy_wait_seconds"))
+        async with self.events.watch(unit_id) as watch:
+            while True:
+                if await self.serving_nodes(unit_id) > 0:
+                    return
+                task = await self.run(tasks.get, self.ctx, task_id)
+                if TaskState(task["state"]).terminal and await self.serving_nodes(unit_id) == 0:
+                    raise ServiceUnavailable(f"Model [{unit_id}] could not be deployed for this prediction: "
+                                             f"{task.get('error') or task['state']}")
+                remaining = wait_until - time.monotonic()
+                if remaining <= 0:
+                    raise RequestTimeout(f"Model [{unit_id}] was still deploying (task [{task_id}]) when the "
+                                         "prediction timed out")
+                await watch.changed(min(remaining, self.events.fallback))
 
     async def serving_nodes(self, unit_id: str) -> int:
         """How many nodes serve a deployment now (its route's count)."""

@@ -18,7 +18,7 @@ from mlcommons import keys as K
 from mlcommons.core import jobs, nodes, tasks, units
 from mlcommons.core.context import Context
 from mlcommons.core.states import DEPLOYABLE_MODEL_STATES, deploy_task_outcome, serving_state
-from mlcommons.errors import BadRequest, Conflict, NotFound
+from mlcommons.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
 from mlcommons.ids import now_ms
 from mlcommons.store.documents import Tx
 from mlcommons.types import ModelState, TaskState, TaskType
@@ -200,6 +200,7 @@ def report_deploy(ctx: Context, task_id: str, model_id: str, node_id: str, error
             return
         results[node_id] = error
         tx.call(lambda p: p.hset(ctx.keys.task_nodes(task_id), node_id, error))
+        announce(tx, ctx, model_id)
         planned = task.get("worker_node", [])
         if all(n in results for n in planned):
             complete_deploy(tx, ctx, task_id, planned, results, model_id, model, index=index)
@@ -214,6 +215,7 @@ def complete_deploy(tx: Tx, ctx: Context, task_id: str, planned: list[str], resu
                     index: str = K.MODEL) -> None:
     outcome = outcome or deploy_task_outcome({n: results.get(n, "") for n in planned})
     errors = {n: results[n] for n in planned if results.get(n)}
+    announce(tx, ctx, model_id)
     fields: dict[str, Any] = {}
     if errors:
         fields["error"] = orjson.dumps(errors).decode()
@@ -270,6 +272,13 @@ def write_route(tx: Tx, ctx: Context, model_id: str, model: dict) -> None:
             p.hdel(route, "capacity")
 
     tx.call(write)
+    announce(tx, ctx, model_id)
+
+
+def announce(tx: Tx, ctx: Context, unit_id: str) -> None:
+    """Tell whoever waits on ``unit_id`` (mlcommons/api/events.py) that its deploy or its serving
+    nodes changed, when the transaction applies."""
+    tx.call(lambda p: p.publish(ctx.keys.serving_events(), unit_id))
 
 
 # --- nodes that leave -----------------------------------------------------------------------
@@ -303,3 +312,31 @@ def node_left(ctx: Context, node_id: str, reason: str, *, fail_open_parts: bool 
         ctx.docs.transact(body)
         held.append(model_id)
     return held
+
+
+# --- auto-deploy on the first predict ----------------------------------------------------------
+
+NOT_READY = "Model not ready yet. Please deploy the model first."
+
+
+def auto_deploy(ctx: Context, model_id: str) -> str:
+    """A predict found nobody serving ``model_id``: deploy it (or join the deploy under way;
+    concurrent first predicts share one task) and return the task id, or refuse. ML Commons does
+    this for remote models only; we do it for local models too."""
+    if not ctx.settings.get("plugins.ml_commons.model_auto_deploy.enable"):
+        raise BadRequest(NOT_READY)
+    model = ctx.docs.get(K.MODEL, model_id)
+    if model is None:
+        raise model_not_found(model_id)
+    if (model.get("deploy_setting") or {}).get("is_auto_deploy_enabled") is False:
+        raise BadRequest(f"Auto deployment disabled for this model, please deploy model first: {model_id}")
+    state = model["model_state"]
+    if state == ModelState.REGISTERING.value:
+        raise BadRequest(NOT_READY)
+    if state == ModelState.DEPLOY_FAILED.value and model.get("_failed_by") == FAILED_BY_DEPLOY:
+        # A model whose deploy failed everywhere is not redeployed by every request that reaches it.
+        raise BadRequest(f"{NOT_READY} Its last deploy failed on every node; see its DEPLOY_MODEL task.")
+    try:
+        return deploy(ctx, model_id, None, Reason.PREDICT)["task_id"]
+    except BadRequest as exc:
+        raise ServiceUnavailable(f"Model [{model_id}] is not deployed and cannot be deployed now: {exc.reason}") from None

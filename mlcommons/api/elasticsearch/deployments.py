@@ -37,7 +37,13 @@ async def start(request: web.Request) -> web.Response:
 
 async def wait_for(svc, index: str, unit_id: str, wanted: str, deadline: float, timeout: float) -> dict:
     """Until the deployment reaches ``wanted`` (or can get no further: a partial placement is
-    200, every node failed is 500); 408 at the deadline, leaving the deployment starting."""
+    200, every node failed is 500); 408 at the deadline, leaving the deployment starting. Woken by
+    the deployment's serving events, not by polling."""
+    async with svc.events.watch(unit_id) as watch:
+        return await _wait_for(svc, watch, index, unit_id, wanted, deadline, timeout)
+
+
+async def _wait_for(svc, watch, index: str, unit_id: str, wanted: str, deadline: float, timeout: float) -> dict:
     while True:
         doc = await svc.run(units.load, svc.ctx, unit_id)
         if doc is None:
@@ -57,7 +63,7 @@ async def wait_for(svc, index: str, unit_id: str, wanted: str, deadline: float, 
             raise RequestTimeout(f"Timed out after [{_fmt(timeout)}] waiting for trained model deployment [{unit_id}] "
                                  "to start. Use the trained model stats API to track the state of the deployment "
                                  "and try again once it has started.", error_type="status_exception")
-        await asyncio.sleep(0.05)
+        await watch.changed(min(deadline - time.monotonic(), svc.events.fallback))
 
 
 def _fmt(seconds: float) -> str:

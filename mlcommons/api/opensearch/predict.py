@@ -6,7 +6,6 @@ Elasticsearch deployment scaled to zero is first woken, off the loop.)
 """
 from __future__ import annotations
 
-import asyncio
 import base64
 import time
 
@@ -15,12 +14,11 @@ from aiohttp import web
 
 from mlcommons.api.http import read_json, respond
 from mlcommons.core import deploy as deploys
-from mlcommons.core import deployments, models, tasks
+from mlcommons.core import deployments
 from mlcommons.core.predict import NoRoute
-from mlcommons.errors import BadRequest, Forbidden, RequestTimeout, ServiceUnavailable
-from mlcommons.types import FunctionName, ModelState, TaskState
+from mlcommons.errors import BadRequest, Forbidden
+from mlcommons.types import FunctionName
 
-NOT_READY = "Model not ready yet. Please deploy the model first."
 OUTPUT_NAME = "sentence_embedding"
 
 
@@ -63,7 +61,9 @@ async def predict(request: web.Request) -> web.Response:
     try:
         result = await call(timeout)
     except NoRoute:
-        await ensure_deployed(svc, model_id, deadline)
+        # Auto-deploy on the first predict: deploy a model nobody serves and wait until it serves.
+        task_id = await svc.run(deploys.auto_deploy, svc.ctx, model_id)
+        await svc.wait_serving(model_id, task_id, deadline)
         result = await call(max(0.01, deadline - time.monotonic()))
     return respond({"inference_results": shape(result)})
 
@@ -79,41 +79,6 @@ def _similarity_results(scores: np.ndarray) -> list[dict]:
                                 "byte_buffer": {"array": base64.b64encode(score.tobytes()).decode(),
                                                 "order": "LITTLE_ENDIAN"}}]})
     return out
-
-
-async def ensure_deployed(svc, model_id: str, deadline: float) -> None:
-    """Auto-deploy on the first predict: deploy a model nobody serves and wait until it serves.
-    Concurrent first predicts share one deploy (a model has at most one open deploy task).
-    ML Commons does this for remote models only; we do it for local models too."""
-    if not svc.settings.get("plugins.ml_commons.model_auto_deploy.enable"):
-        raise BadRequest(NOT_READY)
-    model = await svc.run(models.get_doc, svc.ctx, model_id)
-    if (model.get("deploy_setting") or {}).get("is_auto_deploy_enabled") is False:
-        raise BadRequest(f"Auto deployment disabled for this model, please deploy model first: {model_id}")
-    state = model["model_state"]
-    if state == ModelState.REGISTERING.value:
-        raise BadRequest(NOT_READY)
-    if state == ModelState.DEPLOY_FAILED.value and model.get("_failed_by") == deploys.FAILED_BY_DEPLOY:
-        # A model whose deploy failed everywhere is not redeployed by every request that reaches it.
-        raise BadRequest(f"{NOT_READY} Its last deploy failed on every node; see its DEPLOY_MODEL task.")
-    try:
-        reply = await svc.run(deploys.deploy, svc.ctx, model_id, None, deploys.Reason.PREDICT)
-    except BadRequest as exc:
-        raise ServiceUnavailable(f"Model [{model_id}] is not deployed and cannot be deployed now: {exc.reason}") from None
-    task_id = reply["task_id"]
-    wait_until = min(deadline, time.monotonic() + svc.settings.get("mlcommons.predict.auto_deploy_wait_seconds"))
-    checks = 0
-    while time.monotonic() < wait_until:
-        if await svc.serving_nodes(model_id) > 0:
-            return
-        checks += 1
-        if checks % 10 == 0:
-            task = await svc.run(tasks.get, svc.ctx, task_id)
-            if TaskState(task["state"]).terminal and await svc.serving_nodes(model_id) == 0:
-                raise ServiceUnavailable(f"Model [{model_id}] could not be deployed for this prediction: "
-                                         f"{task.get('error') or task['state']}")
-        await asyncio.sleep(0.02)
-    raise RequestTimeout(f"Model [{model_id}] was still deploying (task [{task_id}]) when the prediction timed out")
 
 
 def _text_docs(body: dict) -> list[str]:
