@@ -331,8 +331,20 @@ def _iso(ms: int | None) -> str:
 
 # --- stop and update ---------------------------------------------------------------------------------
 
+def endpoint_unit(inference_id: str, endpoint: dict[str, Any]) -> str:
+    """The deployment an inference endpoint sends its requests to: the one it names, else its own."""
+    return (endpoint.get("service_settings") or {}).get("deployment_id") or inference_id
+
+
 def stop_unit(ctx: Context, unit_id: str, *, force: bool = False) -> None:
-    """Undeploy a deployment everywhere and forget it (a model's own deployment leaves the model)."""
+    """Undeploy a deployment everywhere and forget it (a model's own deployment leaves the model).
+    A deployment an inference endpoint uses is stopped only with ``force``, as Elasticsearch does."""
+    if not force:
+        users = sorted(i for i, e in ctx.docs.all(K.ENDPOINT) if endpoint_unit(i, e) == unit_id)
+        if users:
+            raise Conflict(f"Cannot stop deployment [{unit_id}] as it is used by inference endpoint "
+                           f"[{', '.join(users)}]; delete the endpoint, or use force to stop the deployment",
+                           error_type="status_exception")
     undeploys.undeploy(ctx, [unit_id])
     _forget(ctx, unit_id)
 

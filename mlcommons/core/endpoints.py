@@ -186,7 +186,7 @@ def owned_deployment(endpoint: dict[str, Any]) -> str | None:
 
 
 def serving_unit(endpoint: dict[str, Any]) -> str:
-    return endpoint["service_settings"].get("deployment_id") or endpoint["inference_id"]
+    return deployments.endpoint_unit(endpoint["inference_id"], endpoint)
 
 
 def delete(ctx: Context, inference_id: str, task_type: str | None) -> dict[str, Any]:

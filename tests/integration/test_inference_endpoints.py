@@ -131,3 +131,23 @@ def test_service_settings_are_required(es, models):
         es.inference.put(task_type="rerank", inference_id="wrong-task", inference_config={
             "service": "elasticsearch", "service_settings": _settings("ep-text_embedding")})
     assert "cannot serve a [rerank] inference endpoint" in exc.value.body["error"]["reason"]
+
+
+def test_a_deployment_an_endpoint_uses_stops_only_with_force(es, cluster, models):
+    """As in Elasticsearch: _stop refuses a deployment an inference endpoint sends its requests
+    to (409), unless force; the endpoint's delete stops it anyway."""
+    from elasticsearch import ConflictError
+
+    es.inference.put(task_type="text_embedding", inference_id="held-embed", inference_config={
+        "service": "elasticsearch", "service_settings": _settings("ep-text_embedding")})
+    try:
+        with pytest.raises(ConflictError) as exc:
+            es.ml.stop_trained_model_deployment(model_id="held-embed")
+        assert exc.value.body["error"]["reason"].startswith(
+            "Cannot stop deployment [held-embed] as it is used by inference endpoint [held-embed]")
+        assert es.inference.text_embedding(inference_id="held-embed", input=["still served"])["text_embedding"]
+        assert es.ml.stop_trained_model_deployment(model_id="held-embed", force=True)["stopped"] is True
+        stats = es.ml.get_trained_models_stats(model_id="ep-text_embedding")["trained_model_stats"]
+        assert all(s.get("deployment_stats", {}).get("deployment_id") != "held-embed" for s in stats)
+    finally:
+        es.inference.delete(inference_id="held-embed")
