@@ -120,6 +120,10 @@ class Keys:
         """List of msgpack replies for one API process."""
         return f"{self.prefix}:reply:{instance_id}"
 
+    def pending_undeploys(self) -> str:
+        """Hash request id -> plan of the undeploys the watcher began and settles on a later round."""
+        return f"{self.prefix}:pending_undeploys"
+
     def job_reply(self, request_id: str) -> str:
         """List an rq job pushes its result to when a caller waits on it (undeploy)."""
         return f"{self.prefix}:jobreply:{request_id}"

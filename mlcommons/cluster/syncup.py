@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 def step(ctx: Context) -> dict[str, list]:
     live = nodes.live_nodes(ctx)
     models = {unit_id: doc for _, unit_id, doc in units.all_units(ctx)}
-    report = {"removed": [], "added": [], "dropped": [], "resolved": [], "expired": []}
+    report = {"removed": [], "added": [], "dropped": [], "resolved": [], "expired": [],
+              "undeployed": undeploys.settle(ctx)}
     _reconcile_holders(ctx, live, models, report)
     _resolve_stale_deploying(ctx, models, report)
     _expire_idle(ctx, live, models, report)
@@ -130,7 +131,7 @@ def _expire_idle(ctx: Context, live: dict, models: dict, report: dict) -> None:
     now = now_ms()
     for model_id, model in models.items():
         ttl = ((model.get("deploy_setting") or {}).get("model_ttl_minutes") or 0)
-        if ttl <= 0 or not model.get("current_worker_nodes"):
+        if ttl <= 0 or not model.get("current_worker_nodes") or model.get("_undeploying"):
             continue
         last = max([int(model.get("last_deployed_time") or 0)] +
                    [int(((info.get("models") or {}).get(model_id) or {}).get("last_access_ms") or 0)
@@ -138,5 +139,5 @@ def _expire_idle(ctx: Context, live: dict, models: dict, report: dict) -> None:
         if now - last < ttl * 60_000:
             continue
         log.info("sync-up: model %s idle for more than %s minutes; undeploying", model_id, ttl)
-        undeploys.undeploy(ctx, [model_id])
+        undeploys.begin(ctx, [model_id])  # settled on a later round: this one goes on
         report["expired"].append(model_id)

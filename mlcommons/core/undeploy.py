@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import msgpack
+import orjson
 
 from mlcommons import keys as K
 from mlcommons.core import jobs, nodes, tasks, units
@@ -134,7 +135,8 @@ def finish(ctx: Context, planned: dict[str, Any], replies: dict[str, dict]) -> d
 
 
 def wait_replies(ctx: Context, request_id: str, count: int, timeout: float) -> dict[str, dict]:
-    """The synchronous twin of the API's wait (used by the watcher): collect node replies."""
+    """The synchronous twin of the API's wait (for ``stop_unit``, run in the API's thread pool):
+    collect node replies."""
     key = ctx.keys.job_reply(request_id)
     replies: dict[str, dict] = {}
     deadline = time.monotonic() + timeout
@@ -148,6 +150,40 @@ def wait_replies(ctx: Context, request_id: str, count: int, timeout: float) -> d
             replies[reply["node"]] = reply
     ctx.redis.delete(key)
     return replies
+
+
+# --- undeploys the watcher begins and settles on a later round -------------------------------------
+
+def begin(ctx: Context, model_ids: list[str]) -> dict[str, Any]:
+    """Ask the nodes to drop ``model_ids`` and return at once; :func:`settle` finishes the undeploy
+    on a later watcher round, so that one slow node never holds up a reconcile round."""
+    planned = plan(ctx, model_ids, None)
+    timeout = ctx.settings.get("mlcommons.undeploy.timeout_seconds")
+    record = {**planned, "deadline_ms": now_ms() + int(timeout * 1000)}
+    ctx.redis.hset(ctx.keys.pending_undeploys(), planned["request_id"], orjson.dumps(record))
+    return planned
+
+
+def settle(ctx: Context) -> list[str]:
+    """Finish the begun undeploys whose nodes have all answered, or whose time is up (a node that
+    did not answer is handled by the sync-up, as for any undeploy). Returns the models settled."""
+    settled = []
+    for request_id, raw in ctx.redis.hgetall(ctx.keys.pending_undeploys()).items():
+        planned = orjson.loads(raw)
+        key = ctx.keys.job_reply(request_id.decode())
+        if ctx.redis.llen(key) < len(planned["nodes"]) and now_ms() < planned["deadline_ms"]:
+            continue
+        replies = {}
+        for item in ctx.redis.lrange(key, 0, -1):
+            reply = msgpack.unpackb(item)
+            replies[reply["node"]] = reply
+        finish(ctx, planned, replies)
+        pipe = ctx.redis.pipeline(transaction=True)
+        pipe.delete(key)
+        pipe.hdel(ctx.keys.pending_undeploys(), request_id)
+        pipe.execute()
+        settled += planned["model_ids"]
+    return settled
 
 
 def undeploy(ctx: Context, model_ids: list[str], node_ids: list[str] | None = None) -> dict[str, Any]:

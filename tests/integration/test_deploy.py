@@ -1,7 +1,10 @@
 """Register, deploy to one and to two worker nodes, predict, undeploy and delete, on real workers."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
+import orjson
 import pytest
 from sentence_transformers import SentenceTransformer
 
@@ -186,3 +189,20 @@ def test_a_redeploy_of_the_same_archive_comes_from_the_node_cache(cluster, tiny,
     finally:
         cluster.redis.mset(chunks)
         undeploy(cluster, model_id)
+
+
+def test_a_model_idle_past_its_ttl_is_undeployed_by_the_watcher(cluster, tiny):
+    """deploy_setting.model_ttl_minutes: the sync-up begins the undeploy of a model nobody used
+    for that long, and finishes it on a later round (it never waits for the nodes in a round)."""
+    zip_path, info = tiny
+    model_id = register_url(cluster, zip_path, info, deploy_setting={"model_ttl_minutes": 1})
+    assert deploy(cluster, model_id)["state"] == "COMPLETED"
+    # Two minutes without a request, as far as the watcher can tell.
+    two_minutes_ago = int(time.time() * 1000) - 120_000
+    cluster.redis.hset(f"mlc:doc:model:{model_id}", "last_deployed_time", orjson.dumps(two_minutes_ago))
+    wait_for(lambda: cluster.model(model_id)["model_state"] == "UNDEPLOYED", 60, 0.1, "the idle model's undeploy")
+    assert cluster.model(model_id)["current_worker_nodes"] == []
+    wait_for(lambda: not any(model_id in cluster.held_by(node) for node in ("node-a", "node-b")), 30, 0.1,
+             "the nodes' heartbeats to show the model gone")
+    assert cluster.redis.hlen("mlc:pending_undeploys") == 0
+    assert cluster.api.delete(f"{ML}/models/{model_id}").status == 200
