@@ -6,7 +6,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from tests.cluster import ML
-from tests.integration.test_resilience import register, start_deploy
+from tests.integration.flows import deploy, register_url
 
 
 def test_a_flooded_queue_answers_429_at_once_and_loses_nothing(make_cluster, tiny):
@@ -17,8 +17,8 @@ def test_a_flooded_queue_answers_429_at_once_and_loses_nothing(make_cluster, tin
                           "MLCOMMONS_MLCOMMONS_DEPLOY_NUMBER_OF_ALLOCATIONS": "1",
                           "MLCOMMONS_MLCOMMONS_PREDICT_MAX_BATCH_SIZE": "2"},
                      node_env={"node-a": {"MLCOMMONS_FAILPOINTS": "predict.batch=delay(0.5)"}})
-    model_id = register(c, zip_path, info)
-    assert c.wait_task(start_deploy(c, model_id))["state"] == "COMPLETED"
+    model_id = register_url(c, zip_path, info)
+    assert deploy(c, model_id)["state"] == "COMPLETED"
     started = time.monotonic()
 
     def one(i: int):

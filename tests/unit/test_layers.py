@@ -131,3 +131,16 @@ def test_handlers_do_not_touch_storage():
             if isinstance(node, ast.Attribute) and node.attr in STORAGE_ATTRIBUTES:
                 problems.append(f"{name}:{node.lineno} reaches .{node.attr}")
     assert problems == []
+
+
+def test_test_modules_import_no_other_test_module():
+    """Shared helpers live in conftest.py, tests/harness.py, tests/cluster.py or flows.py: a test
+    module that imports another runs (and couples to) its tests."""
+    problems = []
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            problems += [f"{path.relative_to(ROOT)} imports {n}" for n in names
+                         if n.startswith("tests.") and n.rpartition(".")[2].startswith("test_")]
+    assert problems == []
