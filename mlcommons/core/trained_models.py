@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import fnmatch
 import hashlib
 from typing import Any
 
 from mlcommons import keys as K
 from mlcommons.core import limits
 from mlcommons.core.context import Context
+from mlcommons.core.wildcards import Glob, bounded
 from mlcommons.errors import BadRequest, Conflict, NotFound
 from mlcommons.ids import now_ms
 from mlcommons.store import capacity
@@ -266,7 +266,8 @@ def matching(ctx: Context, expression: str | None, allow_no_match: bool) -> list
         return models
     out, seen = [], set()
     for token in [t.strip() for t in expression.split(",") if t.strip()]:
-        hits = [(m, d) for m, d in models if fnmatch.fnmatchcase(m, token)]
+        matches = Glob(bounded(token, "model_id"), simple=True).matches  # Elasticsearch's simpleMatch: * only
+        hits = [(m, d) for m, d in models if matches(m)]
         if not hits and ("*" not in token or not allow_no_match):
             raise not_found(token)
         for m, d in hits:
