@@ -37,8 +37,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mlcommons.procutil import free_port  # noqa: E402
-from mlcommons.supervisor import pid_of  # noqa: E402
+from mlcommons.stack.procutil import free_port
+from mlcommons.stack.supervisor import pid_of
 
 ML = "/_plugins/_ml"
 MINILM = {"name": "huggingface/sentence-transformers/all-MiniLM-L6-v2", "version": "1.0.1",

@@ -39,7 +39,7 @@ import redis  # noqa: E402
 from rq import Queue  # noqa: E402
 
 from bench.chaos import Api, wait  # noqa: E402
-from mlcommons.procutil import free_port  # noqa: E402
+from mlcommons.stack.procutil import free_port
 
 ML = "/_plugins/_ml"
 WARMUP = 64  # bench/loadgen.py's default warm-up, in requests

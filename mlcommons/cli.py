@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-
 log = logging.getLogger("mlcommons")
 
 
@@ -76,7 +75,7 @@ def cmd_dashboard(args) -> int:
     if not url:
         print("mlcommons dashboard: --redis-url (or MLCOMMONS_REDIS_URL) is required", file=sys.stderr)
         return 2
-    from mlcommons.dashboard import HOST, run
+    from mlcommons.stack.dashboard import HOST, run
 
     print(f"rq-dashboard listening on http://{HOST}:{args.port}", flush=True)
     run(url, args.port, _static(args))
@@ -96,7 +95,7 @@ def cmd_serve(args) -> int:
     on the same port from its append-only file, each worker as the same node, the API, and
     rq-dashboard. SIGINT/SIGTERM stop them in reverse order."""
     _offline_env()
-    from mlcommons.supervisor import Supervisor
+    from mlcommons.stack.supervisor import Supervisor
 
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -107,7 +106,7 @@ def cmd_serve(args) -> int:
     try:
         url = _redis_url(args)
         if url is None:
-            from mlcommons.embedded_redis import EmbeddedRedis
+            from mlcommons.stack.embedded_redis import EmbeddedRedis
 
             redis_server = EmbeddedRedis(data_dir / "redis",
                                          maxmemory=_static(args)["mlcommons.redis.embedded_maxmemory"])

@@ -1,5 +1,5 @@
 """REGISTER_MODEL: download (or convert a pretrained model) into the model store."""
-from mlcommons.core import register
+from mlcommons.core.models import register
 from workers.node import current
 from workers.pretrained import materialize
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import redis
 
-from mlcommons.embedded_redis import EmbeddedRedis
+from mlcommons.stack.embedded_redis import EmbeddedRedis
 from tests.harness import Client, Proc, api_proc, child_env, wait_for, wait_http, worker_proc
 
 ML = "/_plugins/_ml"

@@ -8,7 +8,7 @@ import uuid
 import pytest
 import redis
 
-from mlcommons.embedded_redis import EmbeddedRedis
+from mlcommons.stack.embedded_redis import EmbeddedRedis
 from tests.cluster import FAST, LocalCluster
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

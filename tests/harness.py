@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from mlcommons.procutil import free_port, stop_process
+from mlcommons.stack.procutil import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -18,10 +18,10 @@ import numpy as np
 import redis
 import torch
 
-from mlcommons import dataplane as dp
 from mlcommons import failpoints
-from mlcommons.keys import Keys
+from mlcommons.core.serving import dataplane as dp
 from mlcommons.settings import Settings
+from mlcommons.store.keys import Keys
 from workers.runtimes import Runtime
 
 log = logging.getLogger(__name__)

@@ -27,15 +27,18 @@ import redis
 from rq import SimpleWorker
 from rq.timeouts import JobTimeoutException
 
-from mlcommons import dataplane as dp
 from mlcommons import failpoints
-from mlcommons import keys as K
-from mlcommons.core import deploy as deploys
-from mlcommons.core import jobs, liveness, nodes, units
-from mlcommons.core import undeploy as undeploys
 from mlcommons.core.context import Context
+from mlcommons.core.nodes import departures
+from mlcommons.core.nodes import registry as nodes
+from mlcommons.core.serving import dataplane as dp
+from mlcommons.core.serving import deploy as deploys
+from mlcommons.core.serving import undeploy as undeploys
+from mlcommons.core.serving import units
+from mlcommons.core.tasks import jobs
 from mlcommons.errors import NodeError
 from mlcommons.ids import new_id, new_node_id, now_ms
+from mlcommons.store import keys as K
 from workers.fetch import fetch_and_extract, fetch_definition
 from workers.inference import DeploymentServer
 from workers.modelcache import ModelCache
@@ -146,7 +149,7 @@ class WorkerNode:
         """A node starts holding nothing: close the books on what an earlier run of this node id
         was doing when it stopped, and forget what it claimed to hold."""
         previous = self.ctx.redis.hget(self.ctx.keys.node(self.node_id), "boot_id")
-        liveness.run_ended(self.ctx, self.node_id, orjson.loads(previous) if previous else None,
+        departures.run_ended(self.ctx, self.node_id, orjson.loads(previous) if previous else None,
                            "the node restarted while working on it", restarting=True)
         shutil.rmtree(self.data_dir / "work", ignore_errors=True)
 

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from mlcommons.core.context import Context
-from mlcommons.core.pretrained import Pretrained
+from mlcommons.core.models.pretrained import Pretrained
 from mlcommons.store.modelstore import write_chunks
 
 

@@ -8,13 +8,17 @@ import socket
 
 from aiohttp import web
 
-from mlcommons.api import cluster, elasticsearch, middlewares, opensearch
+from mlcommons.api import cluster, middlewares
 from mlcommons.api.connections import Runner
+from mlcommons.api.hosts import HostPolicy
 from mlcommons.api.http import add_routes
 from mlcommons.api.services import Services
 from mlcommons.cluster.watcher import Watcher
 from mlcommons.core.context import Context
-from mlcommons.hosts import HostPolicy
+from mlcommons.elasticsearch import handlers as elasticsearch
+from mlcommons.elasticsearch.service import ElasticsearchService
+from mlcommons.opensearch import handlers as opensearch
+from mlcommons.opensearch.service import OpenSearchService
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +30,8 @@ def create_app(ctx: Context, *, bind_host: str = "127.0.0.1", node_name: str | N
     app = web.Application(middlewares=[middlewares.errors, middlewares.host_and_origin(hosts)],
                           client_max_size=ctx.settings.get("mlcommons.http.max_content_length"))
     app["svc"] = Services(ctx)
+    app["opensearch"] = OpenSearchService(app["svc"])
+    app["elasticsearch"] = ElasticsearchService(app["svc"])
     app["node_name"] = node_name or f"{socket.gethostname()}-api"
     add_routes(app, cluster.ROUTES)
     opensearch.setup(app)

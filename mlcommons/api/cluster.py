@@ -4,9 +4,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from mlcommons import __version__
-from mlcommons.api.elasticsearch.protocol import wants_elasticsearch
 from mlcommons.api.http import flag, read_json, respond
-from mlcommons.core import nodes
+from mlcommons.elasticsearch.protocol import wants_elasticsearch
 from mlcommons.errors import BadRequest
 from mlcommons.settings import SETTINGS, render_value, unflatten, validate_update
 
@@ -91,7 +90,7 @@ async def put_settings(request: web.Request) -> web.Response:
 async def get_nodes(request: web.Request) -> web.Response:
     """The live worker nodes, in the shape of OpenSearch's nodes info (plus what they hold)."""
     svc = request.app["svc"]
-    live = await svc.run(nodes.live_nodes, svc.ctx)
+    live = await svc.live_nodes()
     return respond({
         "_nodes": {"total": len(live), "successful": len(live), "failed": 0},
         "cluster_name": svc.settings.get("cluster.name"),

@@ -6,9 +6,9 @@ import logging
 
 from aiohttp import web
 
+from mlcommons.api.hosts import SAFE_METHODS, HostPolicy
 from mlcommons.api.http import respond
 from mlcommons.errors import Forbidden, MLError, TooManyRequests
-from mlcommons.hosts import SAFE_METHODS, HostPolicy
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,7 @@
-"""What the API's handlers share: the core context, Redis clients, the predict client, and a
-thread pool for the synchronous control-plane calls (the hot prediction path stays on the loop)."""
+"""The facade's shared part: the core context, the Redis clients, the predict client, the serving
+events and the thread pool that runs the synchronous core (the hot prediction path stays on the
+loop). The two dialects' facades (``opensearch/service.py``, ``elasticsearch/service.py``) build
+on it; handlers call those and never this module's clients."""
 from __future__ import annotations
 
 import asyncio
@@ -13,14 +15,17 @@ import msgpack
 import orjson
 import redis.asyncio as aioredis
 
-from mlcommons import keys as K
 from mlcommons.api.events import ServingEvents
-from mlcommons.core import tasks
 from mlcommons.core.context import Context
-from mlcommons.core.deployments import is_asleep
-from mlcommons.core.predict import PredictClient
+from mlcommons.core.nodes import registry as nodes
+from mlcommons.core.serving import deploy as deploys
+from mlcommons.core.serving.predict import NoRoute, PredictClient
+from mlcommons.core.tasks import records as tasks
+from mlcommons.elasticsearch import deployments
+from mlcommons.elasticsearch.deployments import is_asleep
 from mlcommons.errors import NotFound, RequestTimeout, ServiceUnavailable
 from mlcommons.ids import new_id
+from mlcommons.store import keys as K
 from mlcommons.store.connection import async_client
 from mlcommons.types import TaskState
 
@@ -120,6 +125,42 @@ class Services:
                 pipe.hdel(key, *resets)
         await pipe.execute()
         await self.refresh_settings()
+
+    async def infer(self, unit_id: str, kind: str, texts: list[str], *, query: str | None = None,
+                    timeout: float | None = None, priority: bool = False, asleep: bool = False,
+                    auto_deploy: bool = False):
+        """One prediction on ``unit_id`` (``kind``: embed, sparse or similarity, the last with
+        ``query``), on the event loop. ``asleep``: the deployment was scaled to zero and is given
+        one allocation first (the request waits in the queue meanwhile). ``auto_deploy``: a model
+        nobody serves is deployed and the request waits for it, within the same time-out
+        (``mlcommons.predict.timeout_seconds`` unless given); otherwise ``NoRoute`` is raised."""
+        if timeout is None:
+            timeout = self.settings.get("mlcommons.predict.timeout_seconds")
+        deadline = time.monotonic() + timeout
+        if asleep:
+            await self.run(deployments.wake, self.ctx, unit_id)
+            self.models.forget(unit_id)
+        if kind == "embed":
+            call = lambda t: self.predict.embed(unit_id, texts, t, priority=priority)  # noqa: E731
+        elif kind == "sparse":
+            call = lambda t: self.predict.sparse(unit_id, texts, t, priority=priority)  # noqa: E731
+        elif kind == "similarity":
+            call = lambda t: self.predict.similarity(unit_id, query, texts, t, priority=priority)  # noqa: E731
+        else:
+            raise ValueError(f"unknown prediction kind {kind!r}")
+        try:
+            return await call(timeout)
+        except NoRoute:
+            if not auto_deploy:
+                raise
+        # Auto-deploy on the first predict: deploy a model nobody serves and wait until it serves.
+        task_id = await self.run(deploys.auto_deploy, self.ctx, unit_id)
+        await self.wait_serving(unit_id, task_id, deadline)
+        return await call(max(0.01, deadline - time.monotonic()))
+
+    async def live_nodes(self) -> dict[str, dict[str, Any]]:
+        """The worker nodes with a live heartbeat, and what each reports."""
+        return await self.run(nodes.live_nodes, self.ctx)
 
     async def wait_serving(self, unit_id: str, task_id: str, deadline: float) -> None:
         """Wait until a node serves ``unit_id``, which deploy task ``task_id`` is deploying: woken

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import logging
 
-from mlcommons import dataplane as dp
-from mlcommons.core import units
 from mlcommons.core.context import Context
+from mlcommons.core.serving import dataplane as dp
+from mlcommons.core.serving import units
 
 log = logging.getLogger(__name__)
 

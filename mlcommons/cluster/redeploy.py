@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 
-from mlcommons.core import deploy as deploys
-from mlcommons.core import nodes, units
 from mlcommons.core.context import Context
+from mlcommons.core.nodes import registry as nodes
+from mlcommons.core.serving import deploy as deploys
+from mlcommons.core.serving import units
 from mlcommons.errors import MLError
 
 log = logging.getLogger(__name__)

@@ -11,13 +11,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from mlcommons import keys as K
-from mlcommons.core import deploy as deploys
-from mlcommons.core import jobs, nodes, units
-from mlcommons.core import undeploy as undeploys
 from mlcommons.core.context import Context
-from mlcommons.core.states import serving_state
+from mlcommons.core.nodes import registry as nodes
+from mlcommons.core.serving import deploy as deploys
+from mlcommons.core.serving import undeploy as undeploys
+from mlcommons.core.serving import units
+from mlcommons.core.tasks import jobs
+from mlcommons.core.tasks.states import serving_state
 from mlcommons.ids import new_id, now_ms
+from mlcommons.store import keys as K
 from mlcommons.store.documents import Tx
 from mlcommons.types import ModelState, TaskState
 

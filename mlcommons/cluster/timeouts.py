@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import logging
 
-from mlcommons.core import deploy as deploys
-from mlcommons.core import register, tasks, units
 from mlcommons.core.context import Context
+from mlcommons.core.models import register
+from mlcommons.core.serving import deploy as deploys
+from mlcommons.core.serving import units
+from mlcommons.core.tasks import records as tasks
 from mlcommons.ids import now_ms
 from mlcommons.types import TaskState, TaskType
 

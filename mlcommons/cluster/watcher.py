@@ -13,8 +13,8 @@ import logging
 import threading
 import time
 
-from mlcommons.cluster import liveness, orphans, redeploy, syncup, timeouts
-from mlcommons.cluster.autoscaler import Autoscaler
+from mlcommons.cluster import dead_nodes, orphans, redeploy, syncup, timeouts
+from mlcommons.cluster.adaptive_allocations import Autoscaler
 from mlcommons.cluster.leader import Lease
 from mlcommons.core.context import Context
 from mlcommons.ids import new_id
@@ -77,7 +77,7 @@ class Watcher:
             self.autoscaler.reset()  # the lease may have been someone else's meanwhile
         self._last_ok = now
         if now >= self._liveness_from:
-            liveness.step(self.ctx)
+            dead_nodes.step(self.ctx)
         timeouts.step(self.ctx)
         interval = self.ctx.settings.get("plugins.ml_commons.sync_up_job_interval_in_seconds")
         if interval > 0 and time.monotonic() - self._last_sync >= interval:

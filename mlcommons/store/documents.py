@@ -13,7 +13,7 @@ import orjson
 import redis
 
 from mlcommons.ids import now_ms
-from mlcommons.keys import Keys
+from mlcommons.store.keys import Keys
 
 _DELETE = object()
 

@@ -12,7 +12,7 @@ from typing import BinaryIO, Callable, Iterator
 
 import redis
 
-from mlcommons.keys import Keys
+from mlcommons.store.keys import Keys
 
 
 class ModelStore(ABC):

@@ -7,7 +7,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from mlcommons.procutil import free_port, pid_alive
+from mlcommons.stack.procutil import free_port, pid_alive
 from tests.harness import ROOT, Client, child_env, wait_for, wait_http
 
 ML = "/_plugins/_ml"

@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mlcommons.procutil import free_port
-from mlcommons.supervisor import pid_of
+from mlcommons.stack.procutil import free_port
+from mlcommons.stack.supervisor import pid_of
 from tests.harness import ROOT, Client, child_env, wait_for, wait_http
 
 
@@ -61,7 +61,7 @@ def test_a_killed_api_comes_back_and_the_dashboard_stays(tmp_path):
         new_pid = wait_for(api_back, 60, 0.1, "the API to answer again on its port")
         assert "api" in cmdline(new_pid) and "dashboard" not in cmdline(new_pid)
         assert pid_of(data, "dashboard") == dashboard_pid and answers(board)
-        assert api.get(f"/_plugins/_ml/models/_search").status == 200
+        assert api.get("/_plugins/_ml/models/_search").status == 200
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(90)

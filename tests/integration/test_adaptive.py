@@ -11,8 +11,8 @@ import orjson
 from elasticsearch import Elasticsearch
 
 from tests.cluster import ML
-from tests.harness import wait_for
 from tests.elandkit import upload_to_elasticsearch as upload
+from tests.harness import wait_for
 
 ONE_NODE = ("node-a",)
 NAME = "adaptive"

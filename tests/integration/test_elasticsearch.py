@@ -10,9 +10,9 @@ import pytest
 from elasticsearch import ApiError, BadRequestError, ConflictError, NotFoundError
 
 from tests.cluster import ML
-from tests.elandkit import load_eland, upload_to_elasticsearch as upload
+from tests.elandkit import load_eland
+from tests.elandkit import upload_to_elasticsearch as upload
 from tests.harness import wait_for
-
 
 
 @pytest.fixture(scope="module")

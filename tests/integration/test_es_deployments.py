@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from elasticsearch import ApiError, Elasticsearch
 
-from tests.harness import wait_for
 from tests.elandkit import upload_to_elasticsearch
+from tests.harness import wait_for
 
 ONE_NODE = ("node-a",)
 

@@ -8,9 +8,8 @@ import math
 import numpy as np
 import pytest
 
-
-from tests.integration.flows import ML, deploy, register_url, undeploy
 from tests.elandkit import load_eland, upload_to_elasticsearch
+from tests.integration.flows import ML, deploy, register_url, undeploy
 
 TEXTS = ["hello world", "the search engine", "a tiny model of words"]
 

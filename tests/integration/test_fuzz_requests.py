@@ -19,9 +19,10 @@ import uuid
 from urllib.parse import quote, urlencode
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from mlcommons.procutil import free_port
+from mlcommons.stack.procutil import free_port
 
 # Field names both dialects read, so that generated bodies reach past the "unknown field" checks.
 FIELDS = [

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from elasticsearch import BadRequestError, NotFoundError
 
-from mlcommons.core.chunking import word_spans
+from mlcommons.elasticsearch.chunking import word_spans
 from tests.elandkit import load_eland, upload_to_elasticsearch
 
 TEXTS = ["hello world", "the search engine", "a tiny model of words"]

@@ -2,7 +2,6 @@
 the embeddings sentence-transformers gives in process; rq shows the jobs by task and model."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from rq import Queue
 from rq.registry import FinishedJobRegistry

@@ -7,7 +7,6 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
 from rq import Queue
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 

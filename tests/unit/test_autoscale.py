@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlcommons.core.autoscale import AdaptiveAllocationsScaler, KalmanFilter1d, ScalerConfig, Stats
+from mlcommons.elasticsearch.adaptive import AdaptiveAllocationsScaler, KalmanFilter1d, ScalerConfig, Stats
 
 TICK = 10.0
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from mlcommons import keys as K
-from mlcommons.cluster.autoscaler import Autoscaler
-from mlcommons.core import deployments, nodes, tasks
+from mlcommons.cluster.adaptive_allocations import Autoscaler
 from mlcommons.core.context import Context
+from mlcommons.core.nodes import registry as nodes
+from mlcommons.core.tasks import records as tasks
+from mlcommons.elasticsearch import deployments
 from mlcommons.settings import static_values
+from mlcommons.store import keys as K
 from mlcommons.types import TaskType
 
 TICK = 10.0

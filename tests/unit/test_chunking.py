@@ -6,9 +6,15 @@ import random
 
 import pytest
 
-from mlcommons.core.chunking import (
-    DEFAULT_CHUNKING_SETTINGS, LEGACY_CHUNKING_SETTINGS, ChunkingSettings, ChunkingStrategy, chunk,
-    parse_chunking_settings, sentence_spans, word_spans,
+from mlcommons.elasticsearch.chunking import (
+    DEFAULT_CHUNKING_SETTINGS,
+    LEGACY_CHUNKING_SETTINGS,
+    ChunkingSettings,
+    ChunkingStrategy,
+    chunk,
+    parse_chunking_settings,
+    sentence_spans,
+    word_spans,
 )
 from mlcommons.errors import BadRequest
 

@@ -6,8 +6,8 @@ import threading
 import pytest
 import redis
 
-from mlcommons.keys import Keys
 from mlcommons.store.documents import Conflict, DocumentStore
+from mlcommons.store.keys import Keys
 
 
 def test_put_get_update_delete(redis_url, prefix):

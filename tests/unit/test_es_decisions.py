@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from mlcommons.core import deployments, endpoints, limits, trained_models
+from mlcommons.core import limits
+from mlcommons.elasticsearch import deployments, endpoints, trained_models
 from mlcommons.errors import BadRequest
 
 

@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from mlcommons.hosts import HostPolicy, host_name
+from mlcommons.api.hosts import HostPolicy, host_name
 
 
 @pytest.mark.parametrize("value, name", [

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import redis
 
-from mlcommons.keys import Keys
 from mlcommons.settings import Settings, static_values
+from mlcommons.store.keys import Keys
 from tests.harness import wait_for
 from tests.modelkit import model_doc, tiny_archive
 from workers.extract import safe_extract
@@ -56,7 +56,7 @@ def test_allocations_resize_and_every_request_is_answered(runtime, redis_url):
 
     import msgpack
 
-    from mlcommons import dataplane as dp
+    from mlcommons.core.serving import dataplane as dp
 
     client = redis.Redis.from_url(redis_url)
     keys = Keys("resize")

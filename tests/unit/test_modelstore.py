@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from mlcommons.keys import Keys
+from mlcommons.store.keys import Keys
 from mlcommons.store.modelstore import RedisModelStore, iter_chunks, missing_chunks, read_chunks, write_chunks
 
 

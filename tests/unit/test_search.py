@@ -1,11 +1,10 @@
 """Tests for mlcommons.core.search: the in-memory OpenSearch query DSL evaluator."""
 from __future__ import annotations
 
-
 import pytest
 
-from mlcommons.core.search import search
 from mlcommons.errors import BadRequest, ParseError
+from mlcommons.opensearch.search import search
 
 INDEX = ".plugins-ml-model"
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 
 import orjson
-from hypothesis import HealthCheck, example, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
-from mlcommons.core.search import search
 from mlcommons.errors import MLError
+from mlcommons.opensearch.search import search
 
 INDEX = ".plugins-ml-model"
 # A small time budget, so that no example can run long even if a limit were missing.

@@ -8,7 +8,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from mlcommons.api.events import ServingEvents
-from mlcommons.keys import Keys
+from mlcommons.store.keys import Keys
 
 
 @pytest.fixture

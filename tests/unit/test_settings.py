@@ -6,7 +6,13 @@ import yaml
 
 from mlcommons.errors import BadRequest
 from mlcommons.settings import (
-    SETTINGS, default_config_path, env_name, load_file, render_file, static_values, validate_update,
+    SETTINGS,
+    default_config_path,
+    env_name,
+    load_file,
+    render_file,
+    static_values,
+    validate_update,
 )
 
 

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlcommons.core.states import (
-    IllegalTransition, check_model, check_task, deploy_task_outcome, serving_state,
-)
+from mlcommons.core.tasks.states import IllegalTransition, check_model, check_task, deploy_task_outcome, serving_state
 from mlcommons.types import ModelState, TaskState
 
 T, M = TaskState, ModelState

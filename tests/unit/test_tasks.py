@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from mlcommons.core import tasks
 from mlcommons.core.context import Context
+from mlcommons.core.tasks import records as tasks
 from mlcommons.errors import BadRequest, NotFound
 from mlcommons.settings import static_values
 from mlcommons.types import TaskState, TaskType

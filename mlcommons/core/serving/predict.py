@@ -1,0 +1,143 @@
+"""The API side of the data plane: admit a request to a deployment's queue and await its reply.
+
+One reader task per API process drains the process's reply list and resolves the waiting
+futures, so a request costs one script call to enqueue and a share of one pop to be answered.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import msgpack
+import numpy as np
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from mlcommons.core.serving import dataplane as dp
+from mlcommons.errors import MLError, RequestTimeout, TooManyRequests
+from mlcommons.ids import new_id
+from mlcommons.store.keys import Keys
+
+log = logging.getLogger(__name__)
+
+
+# Elasticsearch's words for a full deployment queue.
+QUEUE_FULL = "inference process queue is full. Unable to execute command"
+
+
+class NoRoute(Exception):
+    """Nobody serves the deployment (never deployed, undeployed, or no worker left)."""
+
+    def __init__(self, deployed_before: bool):
+        super().__init__()
+        self.deployed_before = deployed_before
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    vectors: np.ndarray  # float32 (n, dim)
+
+
+class PredictClient:
+    def __init__(self, client: aioredis.Redis, reader: aioredis.Redis, keys: Keys,
+                 queue_capacity: Callable[[], int]):
+        """``queue_capacity()``: the current capacity of a deployment queue that has none of its own."""
+        self.client = client
+        self.queue_capacity = queue_capacity
+        self.reader_client = reader
+        self.keys = keys
+        self.instance_id = new_id()
+        self.reply_key = keys.replies(self.instance_id)
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future] = {}
+        self._admit = client.register_script(dp.ADMIT_SCRIPT)
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._read_replies(), name="predict-replies")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.cancel()
+        await self.client.delete(self.reply_key)
+
+    async def embed(self, deployment_id: str, texts: list[str], timeout: float, *, priority: bool = False) -> Embeddings:
+        reply = await self._call(deployment_id, dp.OP_TEXT_EMBEDDING, texts, timeout, priority)
+        _, _, rows, dim, data = reply
+        return Embeddings(np.frombuffer(data, dtype=np.float32).reshape(rows, dim))
+
+    async def similarity(self, deployment_id: str, query: str, texts: list[str], timeout: float, *,
+                         priority: bool = False) -> np.ndarray:
+        """A cross-encoder's score for each (query, text) pair."""
+        reply = await self._call(deployment_id, dp.OP_TEXT_SIMILARITY, [query, texts], timeout, priority)
+        return np.frombuffer(reply[4], dtype=np.float32).reshape(reply[2])
+
+    async def sparse(self, deployment_id: str, texts: list[str], timeout: float, *,
+                     priority: bool = False) -> list[dict[str, float]]:
+        """A {token: weight} map for each text (sparse encoding or tokenizing models)."""
+        reply = await self._call(deployment_id, dp.OP_SPARSE, texts, timeout, priority)
+        return reply[2]
+
+    async def _call(self, deployment_id: str, op: str, payload, timeout: float, priority: bool = False) -> list:
+        request_id = next(self._ids)
+        deadline_ms = int((time.time() + timeout) * 1000)
+        packed = msgpack.packb([request_id, self.reply_key, deadline_ms, op, payload, None])
+        fut = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = fut
+        try:
+            admitted = await self._admit(keys=[self.keys.route(deployment_id),
+                                               self.keys.predict_queue(deployment_id)],
+                                         args=[packed, "1" if priority else "0", self.queue_capacity()])
+            if admitted == 0:
+                raise NoRoute(False)
+            if admitted == -1:
+                raise NoRoute(True)
+            if admitted == -2:
+                raise TooManyRequests(QUEUE_FULL)
+            try:
+                reply = await asyncio.wait_for(fut, timeout)
+            except asyncio.TimeoutError:
+                raise RequestTimeout(f"Timed out after [{timeout}s] waiting for the prediction of "
+                                     f"[{deployment_id}]") from None
+        finally:
+            self._pending.pop(request_id, None)
+        if reply[1] != dp.OK:
+            raise MLError(reply[3], status=int(reply[2]))
+        return reply
+
+    def _resolve(self, raw: bytes) -> None:
+        reply = msgpack.unpackb(raw)
+        fut = self._pending.get(reply[0])
+        if fut is not None and not fut.done():
+            fut.set_result(reply)
+
+    async def _read_replies(self) -> None:
+        while True:
+            try:
+                first = await self.reader_client.blpop([self.reply_key], timeout=1)
+                if first is None:
+                    continue
+                self._resolve(first[1])
+                # Drain what else arrived meanwhile in one round trip.
+                for raw in await self.reader_client.lpop(self.reply_key, 1024) or ():
+                    self._resolve(raw)
+            except asyncio.CancelledError:
+                raise
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                log.warning("reply reader: Redis unavailable (%s); retrying", exc)
+                await asyncio.sleep(0.5)
+            except Exception:
+                log.exception("reply reader error")
+                await asyncio.sleep(0.1)

