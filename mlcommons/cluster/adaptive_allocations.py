@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from mlcommons.core.context import Context
 from mlcommons.core.nodes import registry as nodes
-from mlcommons.core.serving import units
+from mlcommons.core.serving import lifecycle, units
 from mlcommons.elasticsearch import deployments
 from mlcommons.elasticsearch.adaptive import AdaptiveAllocationsScaler, ScalerConfig, Stats
 from mlcommons.store import keys as K
@@ -152,7 +152,7 @@ class Autoscaler:
         return wanted
 
     def _deploying(self, doc: dict[str, Any]) -> bool:
-        pending = doc.get("_deploy_task")
+        pending = lifecycle.deploy_task(doc)
         if not pending:
             return False
         task = self.ctx.docs.get(K.TASK, pending)

@@ -8,7 +8,7 @@ import logging
 from mlcommons.core.context import Context
 from mlcommons.core.nodes import registry as nodes
 from mlcommons.core.serving import deploy as deploys
-from mlcommons.core.serving import units
+from mlcommons.core.serving import lifecycle, units
 from mlcommons.errors import MLError
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ def step(ctx: Context) -> list[str]:
     budget = int(ctx.settings.get("plugins.ml_commons.model_auto_redeploy.lifetime_retry_times"))
     started = []
     for _, model_id, model in units.all_units(ctx):
-        if not deploys.wants_redeploy(model) or model.get("_deploy_task"):
+        if not deploys.wants_redeploy(model) or lifecycle.deploy_task(model):
             continue
         targets = deploys.missing_nodes(model, live)
         if not targets:

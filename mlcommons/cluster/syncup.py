@@ -14,10 +14,10 @@ from typing import Any
 from mlcommons.core.context import Context
 from mlcommons.core.nodes import registry as nodes
 from mlcommons.core.serving import deploy as deploys
+from mlcommons.core.serving import lifecycle, units
 from mlcommons.core.serving import undeploy as undeploys
-from mlcommons.core.serving import units
+from mlcommons.core.serving.lifecycle import Event
 from mlcommons.core.tasks import jobs
-from mlcommons.core.tasks.states import serving_state
 from mlcommons.ids import new_id, now_ms
 from mlcommons.store import keys as K
 from mlcommons.store.documents import Tx
@@ -49,7 +49,7 @@ def _reconcile_holders(ctx: Context, live: dict, models: dict, report: dict) -> 
             claimed = node_id in (model.get("current_worker_nodes") or [])
             if claimed and model_id not in held:
                 seen[f"{node_id}|{model_id}|missing"] = beat
-            elif not claimed and model_id in held and not model.get("_deploy_task"):
+            elif not claimed and model_id in held and not lifecycle.deploy_task(model):
                 seen[f"{node_id}|{model_id}|extra"] = beat
         for model_id in held - set(models):
             seen[f"{node_id}|{model_id}|stray"] = beat
@@ -88,12 +88,8 @@ def _set_holder(ctx: Context, model_id: str, node_id: str, holds: bool) -> None:
         if model is None:
             return
         deploys.set_holder(tx, ctx, model_id, model, node_id, holds)
-        if not model.get("_deploy_task"):
-            state = serving_state(len(model["current_worker_nodes"]), model.get("planning_worker_node_count") or 0)
-            fields: dict[str, Any] = {"model_state": state.value, "last_updated_time": now_ms()}
-            if state is ModelState.DEPLOY_FAILED:
-                fields["_failed_by"] = deploys.FAILED_BY_NODE_LOSS
-            tx.update(index, model_id, fields)
+        lifecycle.move(tx, index, model_id, model, Event.NODES_CHANGED, current=len(model["current_worker_nodes"]),
+                       planned=model.get("planning_worker_node_count") or 0)
 
     ctx.docs.transact(body)
     log.info("sync-up: node %s %s model %s", node_id, "holds" if holds else "no longer holds", model_id)
@@ -113,16 +109,13 @@ def _resolve_stale_deploying(ctx: Context, models: dict, report: dict) -> None:
             doc = tx.get(index, model_id)
             if doc is None or doc.get("model_state") != ModelState.DEPLOYING.value:
                 return False
-            pending = doc.get("_deploy_task")
+            pending = lifecycle.deploy_task(doc)
             task = tx.get(K.TASK, pending) if pending else None
             if task is not None and not TaskState(task["state"]).terminal:
                 return False  # a live deploy: its own time-out settles it
-            current = doc.get("current_worker_nodes") or []
-            state = serving_state(len(current), doc.get("planning_worker_node_count") or 0)
-            fields: dict[str, Any] = {"model_state": state.value, "_deploy_task": None, "last_updated_time": now}
-            if state is ModelState.DEPLOY_FAILED:
-                fields["_failed_by"] = deploys.FAILED_BY_DEPLOY
-            tx.update(index, model_id, fields)
+            lifecycle.move(tx, index, model_id, doc, Event.DEPLOY_ABANDONED, {"last_updated_time": now},
+                           current=len(doc.get("current_worker_nodes") or []),
+                           planned=doc.get("planning_worker_node_count") or 0)
             return True
 
         if ctx.docs.transact(body):
@@ -133,7 +126,7 @@ def _expire_idle(ctx: Context, live: dict, models: dict, report: dict) -> None:
     now = now_ms()
     for model_id, model in models.items():
         ttl = ((model.get("deploy_setting") or {}).get("model_ttl_minutes") or 0)
-        if ttl <= 0 or not model.get("current_worker_nodes") or model.get("_undeploying"):
+        if ttl <= 0 or not model.get("current_worker_nodes") or lifecycle.undeploying(model):
             continue
         last = max([int(model.get("last_deployed_time") or 0)] +
                    [int(((info.get("models") or {}).get(model_id) or {}).get("last_access_ms") or 0)

@@ -17,8 +17,8 @@ from mlcommons.core import limits
 from mlcommons.core.context import Context
 from mlcommons.core.nodes import registry as nodes
 from mlcommons.core.serving import deploy as deploys
+from mlcommons.core.serving import lifecycle, units
 from mlcommons.core.serving import undeploy as undeploys
-from mlcommons.core.serving import units
 from mlcommons.elasticsearch import trained_models
 from mlcommons.errors import BadRequest, Conflict, NotFound
 from mlcommons.ids import now_ms
@@ -184,7 +184,7 @@ def start(ctx: Context, model_id: str, deployment_id: str | None, settings: dict
             now = now_ms()
             tx.put(K.DEPLOYMENT, deployment_id, {
                 "model_id": model_id, "deployment_id": deployment_id, "algorithm": model.get("algorithm"),
-                "model_state": ModelState.UNDEPLOYED.value, "current_worker_nodes": [],
+                **lifecycle.initial(ModelState.UNDEPLOYED), "current_worker_nodes": [],
                 "current_worker_node_count": 0, "planning_worker_nodes": [], "planning_worker_node_count": 0,
                 "created_time": now, "last_updated_time": now, "_serving": serving}, created=now)
         else:
@@ -264,7 +264,7 @@ def state_of(ctx: Context, index: str, unit_id: str, doc: dict[str, Any]) -> dic
     planned = list(doc.get("planning_worker_nodes") or es.get("target_nodes") or [])
     current = set(doc.get("current_worker_nodes") or [])
     errors: dict[str, str] = dict(doc.get("_deploy_errors") or {})
-    pending = doc.get("_deploy_task")
+    pending = lifecycle.deploy_task(doc)
     task = ctx.docs.get(K.TASK, pending) if pending else None
     if task is not None:
         errors = {k.decode(): v.decode() for k, v in ctx.redis.hgetall(ctx.keys.task_nodes(pending)).items() if v}
@@ -282,7 +282,7 @@ def state_of(ctx: Context, index: str, unit_id: str, doc: dict[str, Any]) -> dic
         else:
             routing[node_id] = {"current_allocations": 0, "target_allocations": per_node,
                                 "routing_state": "failed" if doc.get("model_state") == ModelState.DEPLOY_FAILED.value
-                                else "starting", "reason": doc.get("_failed_by") or ""}
+                                else "starting", "reason": doc.get("_failed_by") or ""}  # FailedBy's value
     for entry in routing.values():
         if not entry["reason"]:
             entry.pop("reason")

@@ -13,6 +13,8 @@ from typing import Any
 
 from mlcommons.core import limits
 from mlcommons.core.context import Context
+from mlcommons.core.serving import lifecycle
+from mlcommons.core.serving.lifecycle import Event
 from mlcommons.core.wildcards import Glob, bounded
 from mlcommons.errors import BadRequest, Conflict, NotFound
 from mlcommons.ids import now_ms
@@ -141,7 +143,7 @@ def put(ctx: Context, model_id: str, body: dict[str, Any]) -> dict[str, Any]:
         tx.put(K.MODEL, model_id, {
             "name": model_id, "model_group_id": None, "algorithm": TASKS[task].value,
             "model_version": "1", "model_format": ModelFormat.TORCH_SCRIPT.value,
-            "model_state": ModelState.REGISTERING.value, "model_config": None, "description": config["description"],
+            **lifecycle.initial(ModelState.REGISTERING), "model_config": None, "description": config["description"],
             "created_time": now, "last_updated_time": now, "is_hidden": False,
             "planning_worker_node_count": 0, "current_worker_node_count": 0, "current_worker_nodes": [],
             "_es": config,
@@ -242,14 +244,14 @@ def complete_definition(ctx: Context, model_id: str) -> dict[str, Any]:
     for number in range(total):
         digest.update(ctx.blobs.get_chunk(model_id, number) or b"")
     config = dict(model["_es"], model_size_bytes=length)
-    fields = {"model_state": ModelState.REGISTERED.value, "total_chunks": total,
+    fields = {"total_chunks": total,
               "model_content_size_in_bytes": length, "model_content_hash_value": digest.hexdigest(),
               "_es": config, "last_updated_time": now_ms()}
 
     def tx_body(tx: Tx):
         doc = tx.get(K.MODEL, model_id)
         if doc is not None and doc["model_state"] == ModelState.REGISTERING.value:
-            tx.update(K.MODEL, model_id, fields)
+            lifecycle.move(tx, K.MODEL, model_id, doc, Event.REGISTERED, fields)
 
     ctx.docs.transact(tx_body)
     return ctx.docs.get(K.MODEL, model_id)

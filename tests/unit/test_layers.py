@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import ast
 
-from tests.check_layers import (ROOT, cycle_problems, cycles, handler_problems, layer_problems, modules,
-                                 size_problems)
+from tests.check_layers import ROOT, cycle_problems, cycles, handler_problems, layer_problems, modules, size_problems
 
 
 def test_no_import_cycle():

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from mlcommons.core.tasks.states import IllegalTransition, check_model, check_task, deploy_task_outcome, serving_state
+from mlcommons.core.serving.lifecycle import check_model, serving_state
+from mlcommons.core.tasks.states import IllegalTransition, check_task, deploy_task_outcome
 from mlcommons.types import ModelState, TaskState
 
 T, M = TaskState, ModelState

@@ -6,7 +6,8 @@ from typing import Any, Iterator
 from mlcommons.core import limits
 from mlcommons.core.context import Context
 from mlcommons.core.models import groups as model_groups
-from mlcommons.core.tasks.states import ACTIVE_MODEL_STATES
+from mlcommons.core.serving import lifecycle
+from mlcommons.core.serving.lifecycle import ACTIVE_MODEL_STATES, Event
 from mlcommons.errors import BadRequest, Conflict, NotFound, TooLarge
 from mlcommons.ids import new_id, now_ms
 from mlcommons.store import capacity
@@ -199,7 +200,7 @@ def new_model_doc(*, name: str, group_id: str, version: str, fn: FunctionName, f
         "algorithm": fn.value,
         "model_version": version,
         "model_format": fmt.value if fmt else None,
-        "model_state": state.value,
+        **lifecycle.initial(state),
         "model_config": config,
         "created_time": now,
         "last_updated_time": now,
@@ -301,10 +302,9 @@ def upload_chunk(ctx: Context, model_id: str, number: int, data: bytes) -> dict[
             return
         size = sum(sizes.values())
         now = now_ms()
-        tx.update(K.MODEL, model_id, {"model_state": ModelState.REGISTERED.value,
-                                      "model_content_size_in_bytes": current.get("model_content_size_in_bytes",
-                                                                                 size),
-                                      "last_registered_time": now, "last_updated_time": now})
+        lifecycle.move(tx, K.MODEL, model_id, current, Event.REGISTERED, {
+            "model_content_size_in_bytes": current.get("model_content_size_in_bytes", size),
+            "last_registered_time": now, "last_updated_time": now})
 
     ctx.docs.transact(tx_body)
     return {"status": "Uploaded"}

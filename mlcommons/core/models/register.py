@@ -18,6 +18,8 @@ from mlcommons.core.models import download, pretrained
 from mlcommons.core.models import groups as model_groups
 from mlcommons.core.models import records as models
 from mlcommons.core.serving import deploy as deploys
+from mlcommons.core.serving import lifecycle
+from mlcommons.core.serving.lifecycle import Event
 from mlcommons.core.tasks import records as tasks
 from mlcommons.errors import BadRequest, TooLarge
 from mlcommons.ids import new_id, now_ms
@@ -146,11 +148,12 @@ def execute(ctx: Context, task_id: str, node_id: str, materialize: Materialize,
         current = tx.get(K.TASK, task_id)
         if current is None or TaskState(current["state"]).terminal:
             raise RegisterFailed("task ended while registering")
-        if tx.get(K.MODEL, model_id) is None:
+        model = tx.get(K.MODEL, model_id)
+        if model is None:
             raise RegisterFailed("the model was deleted while it was being registered")
         now = now_ms()
-        tx.update(K.MODEL, model_id, {**fields, "model_state": ModelState.REGISTERED.value,
-                                      "last_registered_time": now, "last_updated_time": now})
+        lifecycle.move(tx, K.MODEL, model_id, model, Event.REGISTERED,
+                       {**fields, "last_registered_time": now, "last_updated_time": now})
         tasks.transition(tx, task_id, TaskState.COMPLETED, model_id=model_id)
 
     try:

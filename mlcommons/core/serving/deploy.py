@@ -16,10 +16,11 @@ import orjson
 
 from mlcommons.core.context import Context
 from mlcommons.core.nodes import registry as nodes
-from mlcommons.core.serving import units
+from mlcommons.core.serving import lifecycle, units
+from mlcommons.core.serving.lifecycle import DEPLOYABLE_MODEL_STATES, Event, FailedBy
 from mlcommons.core.tasks import jobs
 from mlcommons.core.tasks import records as tasks
-from mlcommons.core.tasks.states import DEPLOYABLE_MODEL_STATES, deploy_task_outcome, serving_state
+from mlcommons.core.tasks.states import deploy_task_outcome
 from mlcommons.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
 from mlcommons.ids import now_ms
 from mlcommons.store import keys as K
@@ -34,14 +35,6 @@ class Reason(str, Enum):
     PREDICT = "predict"    # the first _predict of a model that is not deployed
     REDEPLOY = "redeploy"  # the watcher restoring a planned node: the plan keeps its other nodes
     START = "start"        # an Elasticsearch deployment _start: the plan is its placement
-
-
-# Why a model is DEPLOY_FAILED: its nodes went away (auto-redeploy brings it back) or its deploy
-# failed on every node (as in ML Commons, never retried on its own).
-FAILED_BY_NODE_LOSS = "node_lost"
-FAILED_BY_DEPLOY = "deploy"
-# An undeploy that has not finished within this long (its API process died) no longer blocks redeploys.
-UNDEPLOY_GUARD_MS = 5 * 60 * 1000
 
 
 def model_not_found(model_id: str) -> NotFound:
@@ -67,12 +60,12 @@ def deploy(ctx: Context, model_id: str, node_ids: list[str] | None = None,
         if model is None:
             raise model_not_found(model_id)
         state = ModelState(model["model_state"])
-        if reason is Reason.PREDICT and _undeploying(model):
+        if reason is Reason.PREDICT and lifecycle.undeploying(model):
             raise BadRequest(f"Model [{model_id}] is being undeployed")
         if state not in DEPLOYABLE_MODEL_STATES:
             raise BadRequest(f"Model [{model_id}] is in {state.value} state and cannot be deployed yet; "
                              "wait for its registration to complete")
-        pending = model.get("_deploy_task")
+        pending = lifecycle.deploy_task(model)
         if reason is Reason.REDEPLOY and (pending or not _still_wants(model, targets)):
             return None, False
         if pending:
@@ -104,16 +97,11 @@ def deploy(ctx: Context, model_id: str, node_ids: list[str] | None = None,
             "planning_worker_node_count": len(plan),
             "deploy_to_all_nodes": to_all,
             "last_updated_time": now_ms(),
-            "_deploy_task": task_id,
-            "_failed_by": None,
-            "_deploy_errors": None,
         }
         if reason is Reason.REDEPLOY:
             fields["auto_redeploy_retry_times"] = int(model.get("auto_redeploy_retry_times") or 0) + 1
-        # A model already serving on every target keeps serving while the nodes confirm it.
-        if not set(targets) <= set(current):
-            fields["model_state"] = ModelState.DEPLOYING.value
-        tx.update(index, model_id, fields)
+        lifecycle.move(tx, index, model_id, model, Event.DEPLOY_REQUESTED, fields, task_id=task_id,
+                       serving_on_targets=set(targets) <= set(current))
         return task_id, True
 
     task_id, created = ctx.docs.transact(body)
@@ -128,17 +116,8 @@ def deploy(ctx: Context, model_id: str, node_ids: list[str] | None = None,
 def wants_redeploy(model: dict[str, Any]) -> bool:
     """Whether a model is meant to be served: deployed (fully or partly), or failed only
     because its nodes went away. A deploy that failed on its own is not retried (as in ML Commons)."""
-    if _undeploying(model):
-        return False
-    state = model.get("model_state")
-    if state in (ModelState.DEPLOYED.value, ModelState.PARTIALLY_DEPLOYED.value):
-        return True
-    return state == ModelState.DEPLOY_FAILED.value and model.get("_failed_by") == FAILED_BY_NODE_LOSS
-
-
-def _undeploying(model: dict[str, Any]) -> bool:
-    since = model.get("_undeploying")
-    return bool(since) and now_ms() - int(since) < UNDEPLOY_GUARD_MS
+    return lifecycle.phase(model) in (lifecycle.Phase.DEPLOYED, lifecycle.Phase.PARTIALLY_DEPLOYED,
+                                      lifecycle.Phase.FAILED_BY_NODE_LOSS)
 
 
 def missing_nodes(model: dict[str, Any], live: list[str]) -> list[str]:
@@ -223,23 +202,18 @@ def complete_deploy(tx: Tx, ctx: Context, task_id: str, planned: list[str], resu
     if errors:
         fields["error"] = orjson.dumps(errors).decode()
     tasks.transition(tx, task_id, outcome, **fields)
-    if model is None or model.get("_deploy_task") != task_id:
+    if model is None or lifecycle.deploy_task(model) != task_id:
         return
     current = model.get("current_worker_nodes", [])
     planned_count = model.get("planning_worker_node_count") or len(planned)
-    state = serving_state(len(current), planned_count)
-    update: dict[str, Any] = {"model_state": state.value, "_deploy_task": None, "last_updated_time": now_ms()}
+    extra: dict[str, Any] = {}
     if current:
-        update["last_deployed_time"] = now_ms()
-    if state is ModelState.DEPLOY_FAILED:
-        update["_failed_by"] = FAILED_BY_DEPLOY
-    # What each node said, kept once the task is over: the Elasticsearch routing table gives it
-    # as the failed node's reason.
-    update["_deploy_errors"] = errors or None
+        extra["last_deployed_time"] = now_ms()
     ratio = ctx.settings.get("plugins.ml_commons.model_auto_redeploy_success_ratio")
     if planned_count and len(current) / planned_count >= ratio:
-        update["auto_redeploy_retry_times"] = 0
-    tx.update(index, model_id, update)
+        extra["auto_redeploy_retry_times"] = 0
+    lifecycle.move(tx, index, model_id, model, Event.DEPLOY_FINISHED, extra, current=len(current),
+                   planned=planned_count, errors=errors)
 
 
 def set_holder(tx: Tx, ctx: Context, model_id: str, model: dict, node_id: str, holds: bool) -> None:
@@ -305,12 +279,8 @@ def node_left(ctx: Context, node_id: str, reason: str, *, fail_open_parts: bool 
             if doc is None or node_id not in doc.get("current_worker_nodes", []):
                 return
             set_holder(tx, ctx, model_id, doc, node_id, False)
-            if not doc.get("_deploy_task"):
-                state = serving_state(len(doc["current_worker_nodes"]), doc.get("planning_worker_node_count") or 0)
-                fields = {"model_state": state.value, "last_updated_time": now_ms()}
-                if state is ModelState.DEPLOY_FAILED:
-                    fields["_failed_by"] = FAILED_BY_NODE_LOSS
-                tx.update(index, model_id, fields)
+            lifecycle.move(tx, index, model_id, doc, Event.NODES_CHANGED, current=len(doc["current_worker_nodes"]),
+                           planned=doc.get("planning_worker_node_count") or 0)
 
         ctx.docs.transact(body)
         held.append(model_id)
@@ -336,7 +306,7 @@ def auto_deploy(ctx: Context, model_id: str) -> str:
     state = model["model_state"]
     if state == ModelState.REGISTERING.value:
         raise BadRequest(NOT_READY)
-    if state == ModelState.DEPLOY_FAILED.value and model.get("_failed_by") == FAILED_BY_DEPLOY:
+    if lifecycle.failed_by(model) is FailedBy.DEPLOY:
         # A model whose deploy failed everywhere is not redeployed by every request that reaches it.
         raise BadRequest(f"{NOT_READY} Its last deploy failed on every node; see its DEPLOY_MODEL task.")
     try:

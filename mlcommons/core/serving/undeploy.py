@@ -14,15 +14,16 @@ import orjson
 
 from mlcommons.core.context import Context
 from mlcommons.core.nodes import registry as nodes
-from mlcommons.core.serving import units
+from mlcommons.core.serving import lifecycle, units
 from mlcommons.core.serving.deploy import model_not_found, report_deploy, set_holder
+from mlcommons.core.serving.lifecycle import Event
 from mlcommons.core.tasks import jobs
 from mlcommons.core.tasks import records as tasks
-from mlcommons.core.tasks.states import serving_state
+from mlcommons.core.tasks.states import IllegalTransition
 from mlcommons.ids import new_id, now_ms
 from mlcommons.store import keys as K
 from mlcommons.store.documents import Tx
-from mlcommons.types import ModelState, TaskState
+from mlcommons.types import TaskState
 
 CANCELLED = "undeployed while deploying"
 
@@ -33,14 +34,12 @@ def plan(ctx: Context, model_ids: list[str], node_ids: list[str] | None) -> dict
     docs = {m: ctx.docs.get(units.kind(ctx.docs, m), m) for m in model_ids}
     if len(model_ids) == 1 and docs[model_ids[0]] is None:
         raise model_not_found(model_ids[0])
-    # A model still REGISTERING (its chunks being uploaded or downloaded) is deployed nowhere:
-    # undeploying it is a no-op that leaves the upload to finish.
-    found = [m for m, doc in docs.items()
-             if doc is not None and doc.get("model_state") != ModelState.REGISTERING.value]
+    # Until finish() each model is UNDEPLOYING: the watcher must not redeploy it while its nodes
+    # drop it one by one. A model still REGISTERING (its chunks being uploaded or downloaded) is
+    # deployed nowhere: the state machine refuses the move, and the undeploy is a no-op for it that
+    # leaves the upload to finish.
+    found = [m for m in model_ids if docs[m] is not None and _begin(ctx, m)]
     for model_id in found:
-        # Until finish() the model is being undeployed: the watcher must not redeploy it
-        # while its nodes drop it one by one.
-        ctx.docs.update(units.kind(ctx.docs, model_id), model_id, {"_undeploying": now_ms()})
         _cancel_pending_deploy(ctx, model_id, node_ids)
     live = nodes.live_nodes(ctx)
     targets = sorted(n for n in live if not node_ids or n in node_ids)
@@ -52,10 +51,25 @@ def plan(ctx: Context, model_ids: list[str], node_ids: list[str] | None) -> dict
             "node_filter": node_ids or None, "live": sorted(live)}
 
 
+def _begin(ctx: Context, model_id: str) -> bool:
+    def body(tx: Tx) -> bool:
+        index = units.kind(tx, model_id)
+        doc = tx.get(index, model_id)
+        if doc is None:
+            return False
+        try:
+            lifecycle.move(tx, index, model_id, doc, Event.UNDEPLOY_BEGUN)
+        except IllegalTransition:
+            return False
+        return True
+
+    return ctx.docs.transact(body)
+
+
 def _cancel_pending_deploy(ctx: Context, model_id: str, node_ids: list[str] | None) -> None:
     index = units.kind(ctx.docs, model_id)
     model = ctx.docs.get(index, model_id)
-    task_id = model and model.get("_deploy_task")
+    task_id = model and lifecycle.deploy_task(model)
     if not task_id:
         return
     task = ctx.docs.get(K.TASK, task_id)
@@ -72,10 +86,10 @@ def _cancel_pending_deploy(ctx: Context, model_id: str, node_ids: list[str] | No
 
     def body(tx: Tx):
         doc = tx.get(index, model_id)
-        if doc is None or doc.get("_deploy_task") != task_id:
+        if doc is None or lifecycle.deploy_task(doc) != task_id:
             return
         if tasks.transition(tx, task_id, TaskState.CANCELLED, error=CANCELLED):
-            tx.update(index, model_id, {"_deploy_task": None})
+            lifecycle.move(tx, index, model_id, doc, Event.DEPLOY_CANCELLED)
 
     ctx.docs.transact(body)
 
@@ -106,27 +120,14 @@ def finish(ctx: Context, planned: dict[str, Any], replies: dict[str, dict]) -> d
                          if n not in live and (not node_filter or n in node_filter)]:
                 set_holder(tx, ctx, model_id, model, gone, False)
             current = model.get("current_worker_nodes", [])
-            fields: dict[str, Any] = {"last_updated_time": now_ms(), "_undeploying": None}
-            pending = model.get("_deploy_task")
+            pending = lifecycle.deploy_task(model)
             newer = tx.get(K.TASK, pending) if pending else None
-            if newer is not None and not TaskState(newer["state"]).terminal:
-                # A deploy asked for after this undeploy began (plan() cancelled the older one):
-                # it owns the plan and the state now.
-                tx.update(index, model_id, fields)
-                return
-            if not current:
-                fields.update(model_state=ModelState.UNDEPLOYED.value, planning_worker_nodes=[],
-                              planning_worker_node_count=0, current_worker_node_count=0,
-                              deploy_to_all_nodes=False, last_undeployed_time=now_ms(), _failed_by=None,
-                              _deploy_errors=None, _deploy_task=None)
-            else:
-                kept = [n for n in model.get("planning_worker_nodes", []) if node_filter and n not in node_filter]
-                plan_ = sorted(set(kept) | set(current))
-                fields.update(planning_worker_nodes=plan_, planning_worker_node_count=len(plan_),
-                              deploy_to_all_nodes=False)
-                if not model.get("_deploy_task"):
-                    fields["model_state"] = serving_state(len(current), len(plan_)).value
-            tx.update(index, model_id, fields)
+            # A deploy asked for after this undeploy began (plan() cancelled the older one) owns
+            # the plan and the state now.
+            deploy_after = newer is not None and not TaskState(newer["state"]).terminal
+            kept = [n for n in model.get("planning_worker_nodes", []) if node_filter and n not in node_filter]
+            lifecycle.move(tx, index, model_id, model, Event.UNDEPLOY_FINISHED, {"last_updated_time": now_ms()},
+                           deploy_after=deploy_after, current=current, plan=sorted(set(kept) | set(current)))
 
         ctx.docs.transact(body)
     out: dict[str, Any] = {}

@@ -1,9 +1,10 @@
-"""Task and model state machines as explicit tables; anything not listed is refused."""
+"""The task state machine as an explicit table: anything not listed is refused. (The model state
+machine is ``core/serving/lifecycle.py``.)"""
 from __future__ import annotations
 
-from mlcommons.types import ModelState, TaskState
+from mlcommons.types import TaskState
 
-T, M = TaskState, ModelState
+T = TaskState
 
 TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     T.CREATED: frozenset({T.RUNNING, T.COMPLETED, T.COMPLETED_WITH_ERROR, T.FAILED, T.CANCELLED}),
@@ -13,23 +14,6 @@ TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     T.FAILED: frozenset(),
     T.CANCELLED: frozenset(),
 }
-
-_DEPLOY_OUTCOMES = {M.DEPLOYED, M.PARTIALLY_DEPLOYED, M.DEPLOY_FAILED}
-MODEL_TRANSITIONS: dict[ModelState, frozenset[ModelState]] = {
-    M.REGISTERING: frozenset({M.REGISTERING, M.REGISTERED}),
-    M.REGISTERED: frozenset({M.DEPLOYING, M.UNDEPLOYED}),
-    M.DEPLOYING: frozenset({M.DEPLOYING, M.UNDEPLOYED} | _DEPLOY_OUTCOMES),
-    M.DEPLOYED: frozenset({M.DEPLOYING, M.UNDEPLOYED} | _DEPLOY_OUTCOMES),
-    M.PARTIALLY_DEPLOYED: frozenset({M.DEPLOYING, M.UNDEPLOYED} | _DEPLOY_OUTCOMES),
-    M.DEPLOY_FAILED: frozenset({M.DEPLOYING, M.UNDEPLOYED} | _DEPLOY_OUTCOMES),
-    M.UNDEPLOYED: frozenset({M.DEPLOYING, M.UNDEPLOYED}),
-}
-
-# States in which a model occupies (or is about to occupy) node memory.
-ACTIVE_MODEL_STATES = frozenset({M.DEPLOYING, M.DEPLOYED, M.PARTIALLY_DEPLOYED})
-# States from which a deploy may start.
-DEPLOYABLE_MODEL_STATES = frozenset(
-    {M.REGISTERED, M.DEPLOYING, M.DEPLOYED, M.PARTIALLY_DEPLOYED, M.DEPLOY_FAILED, M.UNDEPLOYED})
 
 
 class IllegalTransition(Exception):
@@ -41,22 +25,6 @@ def check_task(current: str, target: str) -> TaskState:
     if tgt not in TASK_TRANSITIONS[cur]:
         raise IllegalTransition(f"task cannot go from {cur.value} to {tgt.value}")
     return tgt
-
-
-def check_model(current: str, target: str) -> ModelState:
-    cur, tgt = ModelState(current), ModelState(target)
-    if tgt not in MODEL_TRANSITIONS[cur]:
-        raise IllegalTransition(f"model cannot go from {cur.value} to {tgt.value}")
-    return tgt
-
-
-def serving_state(current: int, planned: int) -> ModelState:
-    """The model state once no deploy is pending, from how many nodes hold it out of the plan."""
-    if current <= 0:
-        return M.DEPLOY_FAILED
-    if current < planned:
-        return M.PARTIALLY_DEPLOYED
-    return M.DEPLOYED
 
 
 def deploy_task_outcome(results: dict[str, str]) -> TaskState:
