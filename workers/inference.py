@@ -13,7 +13,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import msgpack
 import numpy as np
 import redis
 import torch
@@ -134,26 +133,26 @@ class DeploymentServer:
         now = int(time.time() * 1000)
         requests, replies = [], {}
         for raw in items:
-            req = msgpack.unpackb(raw)
-            if req[2] and req[2] < now:
-                self._reply(replies, req, [req[0], dp.ERROR, 408, "the request expired in the queue"])
+            req = dp.decode_request(raw)
+            if req.deadline_ms and req.deadline_ms < now:
+                expired = dp.Failure(req.request_id, dp.ERROR, 408, "the request expired in the queue")
+                self._reply(replies, req, expired)
                 with self.counters.lock:
                     self.counters.timeout_count += 1
             else:
                 requests.append(req)
-        for op in {req[3] for req in requests}:
-            self._serve_op(op, [req for req in requests if req[3] == op], replies, now)
+        for op in {req.op for req in requests}:
+            self._serve_op(op, [req for req in requests if req.op == op], replies, now)
         # The replies and the end of the in-flight record go in one round trip.
         dp.push_replies(self.client, replies, done=inflight)
 
-    def _serve_op(self, op: str, requests: list[list], replies: dict, now: int) -> None:
+    def _serve_op(self, op: str, requests: list[dp.Request], replies: dict, now: int) -> None:
         """One forward plan for every request of one kind; each request gets its own rows back."""
         if op == dp.OP_TEXT_SIMILARITY:
-            items = [(req[4][0], text) for req in requests for text in req[4][1]]
-            sizes = [len(req[4][1]) for req in requests]
+            items = [(req.payload[0], text) for req in requests for text in req.payload[1]]
         else:
-            items = [t for req in requests for t in req[4]]
-            sizes = [len(req[4]) for req in requests]
+            items = [t for req in requests for t in req.payload]
+        sizes = [len(req.texts) for req in requests]
         started = time.perf_counter()
         try:
             # A test's slow model: timed as inference, as the adaptive allocations scaler must see it.
@@ -172,7 +171,8 @@ class DeploymentServer:
             else:
                 status = 400 if status == 500 else status
             for req in requests:
-                self._reply(replies, req, [req[0], dp.ERROR, status, f"inference failed: {exc}"])
+                failure = dp.Failure(req.request_id, dp.ERROR, status, f"inference failed: {exc}")
+                self._reply(replies, req, failure)
             with self.counters.lock:
                 self.counters.error_count += len(requests)
             return
@@ -182,10 +182,12 @@ class DeploymentServer:
             rows = out[start:start + n]
             start += n
             if op == dp.OP_SPARSE:
-                self._reply(replies, req, [req[0], dp.OK, [self.runtime.to_sparse(row) for row in rows]])
+                maps = [self.runtime.to_sparse(row) for row in rows]
+                self._reply(replies, req, dp.Sparse(req.request_id, dp.OK, maps))
             else:
                 width = 1 if rows.ndim == 1 else rows.shape[1]
-                self._reply(replies, req, [req[0], dp.OK, n, width, np.ascontiguousarray(rows, np.float32).tobytes()])
+                self._reply(replies, req, dp.Vectors(req.request_id, dp.OK, n, width,
+                                                     np.ascontiguousarray(rows, np.float32).tobytes()))
         with self.counters.lock:
             self.counters.inference_count += len(items)
             self.counters.batches += 1
@@ -193,8 +195,8 @@ class DeploymentServer:
             self.counters.last_access_ms = now
 
     @staticmethod
-    def _reply(replies: dict, req: list, reply: list) -> None:
-        replies.setdefault(req[1], []).append(msgpack.packb(reply))
+    def _reply(replies: dict, req: dp.Request, reply: dp.Reply) -> None:
+        replies.setdefault(req.reply_key, []).append(dp.encode(reply))
 
     def infer(self, texts: list) -> np.ndarray:
         """Run ``texts`` (or text pairs, for a similarity model) in batches that respect the batch

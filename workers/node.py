@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import orjson
 import redis
 from rq import SimpleWorker
@@ -35,7 +34,7 @@ from mlcommons.core.serving import dataplane as dp
 from mlcommons.core.serving import deploy as deploys
 from mlcommons.core.serving import undeploy as undeploys
 from mlcommons.core.serving import units
-from mlcommons.core.tasks import jobs
+from mlcommons.core.tasks import jobs, replies
 from mlcommons.errors import NodeError
 from mlcommons.ids import new_id, new_node_id, now_ms
 from mlcommons.store import keys as K
@@ -351,11 +350,7 @@ class WorkerNode:
                                         "Model not ready yet. Please deploy the model first.")
             gc.collect()
         reply = {"node": self.node_id, "stats": stats}
-        key = self.ctx.keys.job_reply(request_id)
-        pipe = self.ctx.redis.pipeline(transaction=False)
-        pipe.rpush(key, msgpack.packb(reply))
-        pipe.expire(key, 600)
-        pipe.execute()
+        replies.send(self.ctx.redis, self.ctx.keys.job_reply(request_id), reply)
         return reply
 
 

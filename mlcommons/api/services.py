@@ -11,7 +11,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
-import msgpack
 import orjson
 import redis.asyncio as aioredis
 
@@ -21,6 +20,7 @@ from mlcommons.core.nodes import registry as nodes
 from mlcommons.core.serving import deploy as deploys
 from mlcommons.core.serving.predict import NoRoute, PredictClient
 from mlcommons.core.tasks import records as tasks
+from mlcommons.core.tasks import replies
 from mlcommons.elasticsearch import deployments
 from mlcommons.elasticsearch.deployments import is_asleep
 from mlcommons.errors import NotFound, RequestTimeout, ServiceUnavailable
@@ -216,16 +216,4 @@ class Services:
 
     async def wait_job_replies(self, request_id: str, count: int, timeout: float) -> dict[str, dict]:
         """Collect ``count`` replies that rq jobs push for ``request_id`` (node id -> reply)."""
-        key = self.keys.job_reply(request_id)
-        replies: dict[str, dict] = {}
-        deadline = time.monotonic() + timeout
-        while len(replies) < count:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            item = await self.aredis.blpop([key], timeout=max(0.01, min(remaining, 5.0)))
-            if item is not None:
-                reply = msgpack.unpackb(item[1])
-                replies[reply["node"]] = reply
-        await self.aredis.delete(key)
-        return replies
+        return await replies.collect_async(self.aredis, self.keys.job_reply(request_id), count, timeout)

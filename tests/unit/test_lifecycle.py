@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlcommons.core.serving.lifecycle import (Event, FailedBy, Phase, failed_by, fields_for, initial, phase,
-                                              undeploying)
+from mlcommons.core.serving.lifecycle import Event, FailedBy, Phase, failed_by, fields_for, initial, phase, undeploying
 from mlcommons.core.tasks.states import IllegalTransition
 from mlcommons.ids import now_ms
 from mlcommons.types import ModelState

@@ -1,15 +1,21 @@
-"""The data plane's wire format, shared by the API (producer) and the workers (consumers).
+"""The data plane's wire format, shared by the API (producer, core/serving/predict.py) and the
+workers (consumers, workers/inference.py): named shapes, each encoded and decoded only here.
 
-A predict request is a msgpack array pushed onto its deployment's Redis list:
-    [request_id, reply_key, deadline_ms, op, texts, options]
-and its reply, pushed onto the API process's reply list:
-    text_embedding:   [request_id, OK, rows, dim, float32_bytes]   (texts in)
-    text_similarity:  [request_id, OK, rows, 1, float32_bytes]     ([query, texts] in)
-    sparse:           [request_id, OK, [{token: weight}, ...]]     (texts in)
-    any failure:      [request_id, ERROR, status, message]
-Vectors travel as raw little-endian float32, never as lists of Python floats.
+A predict request (``Request``) is a msgpack array pushed onto its deployment's Redis list:
+    [request_id, reply_key, deadline_ms, op, payload, options]
+(``payload``: the texts, or ``[query, texts]`` for text_similarity), and its reply, pushed onto
+the API process's reply list:
+    ``Vectors``  text_embedding, text_similarity:  [request_id, OK, rows, dim, float32_bytes]
+    ``Sparse``   sparse:                           [request_id, OK, [{token: weight}, ...]]
+    ``Failure``  any failure:                      [request_id, ERROR, status, message]
+Vectors travel as raw little-endian float32, never as lists of Python floats. The shapes are
+NamedTuples: msgpack packs them as the arrays above, so the wire stays positional and compact.
 """
 from __future__ import annotations
+
+from typing import Any, NamedTuple, Union
+
+import msgpack
 
 OK = 0
 ERROR = 1
@@ -17,6 +23,58 @@ ERROR = 1
 OP_TEXT_EMBEDDING = "text_embedding"
 OP_TEXT_SIMILARITY = "text_similarity"
 OP_SPARSE = "sparse"
+
+
+class Request(NamedTuple):
+    request_id: int
+    reply_key: str
+    deadline_ms: int  # 0: none
+    op: str
+    payload: Any      # list[str], or [query, list[str]] for text_similarity
+    options: Any = None
+
+    @property
+    def texts(self) -> list[str]:
+        return self.payload[1] if self.op == OP_TEXT_SIMILARITY else self.payload
+
+
+class Vectors(NamedTuple):
+    request_id: int
+    status: int  # OK
+    rows: int
+    dim: int
+    data: bytes  # float32, row-major
+
+
+class Sparse(NamedTuple):
+    request_id: int
+    status: int  # OK
+    maps: list   # {token: weight} per text
+
+
+class Failure(NamedTuple):
+    request_id: int
+    status: int  # ERROR
+    code: int    # the HTTP status to answer with
+    message: str
+
+
+Reply = Union[Vectors, Sparse, Failure]
+
+
+def encode(message: NamedTuple) -> bytes:
+    return msgpack.packb(message)
+
+
+def decode_request(raw: bytes) -> Request:
+    return Request(*msgpack.unpackb(raw))
+
+
+def decode_reply(raw: bytes) -> Reply:
+    items = msgpack.unpackb(raw)
+    if items[1] != OK:
+        return Failure(*items)
+    return Vectors(*items) if len(items) == 5 else Sparse(*items)
 
 # Admission: a request enters the deployment's queue only while someone serves it and the queue
 # holds fewer than its capacity; one script, so the check and the push are one atomic step.
@@ -72,12 +130,10 @@ def push_replies(client, replies: dict, done: str | None = None) -> None:
 
 def fail_requests(client, raw_requests, status: int, message: str) -> int:
     """Answer raw queued requests with an error at once (rather than at their deadline)."""
-    import msgpack
-
     replies: dict = {}
     for raw in raw_requests:
-        req = msgpack.unpackb(raw)
-        replies.setdefault(req[1], []).append(msgpack.packb([req[0], ERROR, status, message]))
+        req = decode_request(raw)
+        replies.setdefault(req.reply_key, []).append(encode(Failure(req.request_id, ERROR, status, message)))
     push_replies(client, replies)
     return len(raw_requests)
 

@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-import msgpack
 import numpy as np
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -75,25 +74,24 @@ class PredictClient:
 
     async def embed(self, deployment_id: str, texts: list[str], timeout: float, *, priority: bool = False) -> Embeddings:
         reply = await self._call(deployment_id, dp.OP_TEXT_EMBEDDING, texts, timeout, priority)
-        _, _, rows, dim, data = reply
-        return Embeddings(np.frombuffer(data, dtype=np.float32).reshape(rows, dim))
+        return Embeddings(np.frombuffer(reply.data, dtype=np.float32).reshape(reply.rows, reply.dim))
 
     async def similarity(self, deployment_id: str, query: str, texts: list[str], timeout: float, *,
                          priority: bool = False) -> np.ndarray:
         """A cross-encoder's score for each (query, text) pair."""
         reply = await self._call(deployment_id, dp.OP_TEXT_SIMILARITY, [query, texts], timeout, priority)
-        return np.frombuffer(reply[4], dtype=np.float32).reshape(reply[2])
+        return np.frombuffer(reply.data, dtype=np.float32).reshape(reply.rows)
 
     async def sparse(self, deployment_id: str, texts: list[str], timeout: float, *,
                      priority: bool = False) -> list[dict[str, float]]:
         """A {token: weight} map for each text (sparse encoding or tokenizing models)."""
         reply = await self._call(deployment_id, dp.OP_SPARSE, texts, timeout, priority)
-        return reply[2]
+        return reply.maps
 
-    async def _call(self, deployment_id: str, op: str, payload, timeout: float, priority: bool = False) -> list:
+    async def _call(self, deployment_id: str, op: str, payload, timeout: float, priority: bool = False) -> dp.Reply:
         request_id = next(self._ids)
         deadline_ms = int((time.time() + timeout) * 1000)
-        packed = msgpack.packb([request_id, self.reply_key, deadline_ms, op, payload, None])
+        packed = dp.encode(dp.Request(request_id, self.reply_key, deadline_ms, op, payload))
         fut = asyncio.get_running_loop().create_future()
         self._pending[request_id] = fut
         try:
@@ -113,13 +111,13 @@ class PredictClient:
                                      f"[{deployment_id}]") from None
         finally:
             self._pending.pop(request_id, None)
-        if reply[1] != dp.OK:
-            raise MLError(reply[3], status=int(reply[2]))
+        if reply.status != dp.OK:
+            raise MLError(reply.message, status=int(reply.code))
         return reply
 
     def _resolve(self, raw: bytes) -> None:
-        reply = msgpack.unpackb(raw)
-        fut = self._pending.get(reply[0])
+        reply = dp.decode_reply(raw)
+        fut = self._pending.get(reply.request_id)
         if fut is not None and not fut.done():
             fut.set_result(reply)
 

@@ -6,10 +6,8 @@ at the next chunk, and the undeploy jobs (queued at the front) then drop whateve
 """
 from __future__ import annotations
 
-import time
 from typing import Any
 
-import msgpack
 import orjson
 
 from mlcommons.core.context import Context
@@ -17,7 +15,7 @@ from mlcommons.core.nodes import registry as nodes
 from mlcommons.core.serving import lifecycle, units
 from mlcommons.core.serving.deploy import model_not_found, report_deploy, set_holder
 from mlcommons.core.serving.lifecycle import Event
-from mlcommons.core.tasks import jobs
+from mlcommons.core.tasks import jobs, replies
 from mlcommons.core.tasks import records as tasks
 from mlcommons.core.tasks.states import IllegalTransition
 from mlcommons.ids import new_id, now_ms
@@ -105,7 +103,7 @@ def report(ctx: Context, node_id: str, model_ids: list[str]) -> None:
         ctx.docs.transact(body)
 
 
-def finish(ctx: Context, planned: dict[str, Any], replies: dict[str, dict]) -> dict[str, Any]:
+def finish(ctx: Context, planned: dict[str, Any], answers: dict[str, dict]) -> dict[str, Any]:
     """Bring the model documents in line with what the nodes did, then build the reply."""
     node_filter = planned["node_filter"]
     live = set(planned["live"])
@@ -131,29 +129,11 @@ def finish(ctx: Context, planned: dict[str, Any], replies: dict[str, dict]) -> d
 
         ctx.docs.transact(body)
     out: dict[str, Any] = {}
-    for node_id, reply in sorted(replies.items()):
+    for node_id, reply in sorted(answers.items()):
         stats = dict(reply.get("stats", {}))
         if any(s == "undeployed" for s in stats.values()):
             out[node_id] = {"stats": stats}
     return out
-
-
-def wait_replies(ctx: Context, request_id: str, count: int, timeout: float) -> dict[str, dict]:
-    """The synchronous twin of the API's wait (for ``stop_unit``, run in the API's thread pool):
-    collect node replies."""
-    key = ctx.keys.job_reply(request_id)
-    replies: dict[str, dict] = {}
-    deadline = time.monotonic() + timeout
-    while len(replies) < count:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        item = ctx.redis.blpop([key], timeout=max(0.01, min(remaining, 5.0)))
-        if item is not None:
-            reply = msgpack.unpackb(item[1])
-            replies[reply["node"]] = reply
-    ctx.redis.delete(key)
-    return replies
 
 
 # --- undeploys the watcher begins and settles on a later round -------------------------------------
@@ -177,11 +157,7 @@ def settle(ctx: Context) -> list[str]:
         key = ctx.keys.job_reply(request_id.decode())
         if ctx.redis.llen(key) < len(planned["nodes"]) and now_ms() < planned["deadline_ms"]:
             continue
-        replies = {}
-        for item in ctx.redis.lrange(key, 0, -1):
-            reply = msgpack.unpackb(item)
-            replies[reply["node"]] = reply
-        finish(ctx, planned, replies)
+        finish(ctx, planned, replies.arrived(ctx.redis, key))
         pipe = ctx.redis.pipeline(transaction=True)
         pipe.delete(key)
         pipe.hdel(ctx.keys.pending_undeploys(), request_id)
@@ -193,6 +169,6 @@ def settle(ctx: Context) -> list[str]:
 def undeploy(ctx: Context, model_ids: list[str], node_ids: list[str] | None = None) -> dict[str, Any]:
     """The whole undeploy, synchronously (the watcher's TTL undeploys use it)."""
     planned = plan(ctx, model_ids, node_ids)
-    replies = wait_replies(ctx, planned["request_id"], len(planned["nodes"]),
-                           ctx.settings.get("mlcommons.undeploy.timeout_seconds"))
-    return finish(ctx, planned, replies)
+    answers = replies.collect(ctx.redis, ctx.keys.job_reply(planned["request_id"]), len(planned["nodes"]),
+                              ctx.settings.get("mlcommons.undeploy.timeout_seconds"))
+    return finish(ctx, planned, answers)
