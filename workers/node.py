@@ -34,6 +34,7 @@ from mlcommons.core.serving import dataplane as dp
 from mlcommons.core.serving import deploy as deploys
 from mlcommons.core.serving import undeploy as undeploys
 from mlcommons.core.serving import units
+from mlcommons.core.serving.spec import ServingSpec
 from mlcommons.core.tasks import jobs, replies
 from mlcommons.errors import NodeError
 from mlcommons.ids import new_id, new_node_id, now_ms
@@ -193,7 +194,7 @@ class WorkerNode:
             held = list(self.hosted.items())
         for unit_id, hosted in held:
             _, doc = units.lookup(self.ctx.docs, unit_id)
-            if doc is None or not doc.get("_serving"):
+            if doc is None or ServingSpec.of(doc) is None:
                 continue
             allocations, _ = self.layout(doc)
             if allocations != hosted.server.allocations:
@@ -314,12 +315,12 @@ class WorkerNode:
         """(allocations, threads per allocation) for a deployment on this node: the deployment's
         own, else the settings, where 0 allocations means one per usable core. An Elasticsearch
         deployment's own 0 is meant: scaled to zero, it stays loaded and runs no allocation."""
-        serving = model.get("_serving") or {}
-        threads = int(serving.get("threads_per_allocation")
+        serving = ServingSpec.of(model) or ServingSpec()
+        threads = int(serving.threads_per_allocation
                       or self.ctx.settings.get("mlcommons.deploy.threads_per_allocation"))
-        if serving.get("es") and serving.get("number_of_allocations") is not None:
-            return max(0, int(serving["number_of_allocations"])), threads
-        allocations = int(serving.get("number_of_allocations")
+        if serving.es and serving.number_of_allocations is not None:
+            return max(0, int(serving.number_of_allocations)), threads
+        allocations = int(serving.number_of_allocations
                           or self.ctx.settings.get("mlcommons.deploy.number_of_allocations"))
         if allocations <= 0:
             allocations = max(1, usable_cores() // threads)

@@ -11,7 +11,7 @@ from aiohttp import web
 from mlcommons.api import cluster, middlewares
 from mlcommons.api.connections import Runner
 from mlcommons.api.hosts import HostPolicy
-from mlcommons.api.http import add_routes
+from mlcommons.api.http import ELASTICSEARCH, NODE_NAME, OPENSEARCH, SERVICES, WATCHER, add_routes
 from mlcommons.api.services import Services
 from mlcommons.cluster.watcher import Watcher
 from mlcommons.core.context import Context
@@ -29,26 +29,26 @@ def create_app(ctx: Context, *, bind_host: str = "127.0.0.1", node_name: str | N
     hosts = HostPolicy(bind_host, ctx.settings.get("mlcommons.http.allowed_hosts"))
     app = web.Application(middlewares=[middlewares.errors, middlewares.host_and_origin(hosts)],
                           client_max_size=ctx.settings.get("mlcommons.http.max_content_length"))
-    app["svc"] = Services(ctx)
-    app["opensearch"] = OpenSearchService(app["svc"])
-    app["elasticsearch"] = ElasticsearchService(app["svc"])
-    app["node_name"] = node_name or f"{socket.gethostname()}-api"
+    app[SERVICES] = Services(ctx)
+    app[OPENSEARCH] = OpenSearchService(app[SERVICES])
+    app[ELASTICSEARCH] = ElasticsearchService(app[SERVICES])
+    app[NODE_NAME] = node_name or f"{socket.gethostname()}-api"
     add_routes(app, cluster.ROUTES)
     opensearch.setup(app)
     elasticsearch.setup(app)
 
     async def on_startup(app: web.Application) -> None:
-        await app["svc"].start()
+        await app[SERVICES].start()
         if watcher:
             # The watcher has its own connections: its rounds never wait on the API's.
-            app["watcher"] = Watcher(Context.connect(ctx.redis_url, static=ctx.settings.static))
-            app["watcher"].start()
+            app[WATCHER] = Watcher(Context.connect(ctx.redis_url, static=ctx.settings.static))
+            app[WATCHER].start()
 
     async def on_cleanup(app: web.Application) -> None:
-        if "watcher" in app:
-            await asyncio.get_running_loop().run_in_executor(None, app["watcher"].stop)
-            app["watcher"].ctx.close()
-        await app["svc"].close()
+        if WATCHER in app:
+            await asyncio.get_running_loop().run_in_executor(None, app[WATCHER].stop)
+            app[WATCHER].ctx.close()
+        await app[SERVICES].close()
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)

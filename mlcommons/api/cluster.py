@@ -4,7 +4,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from mlcommons import __version__
-from mlcommons.api.http import flag, read_json, respond
+from mlcommons.api.http import NODE_NAME, SERVICES, flag, read_json, respond
 from mlcommons.elasticsearch.protocol import wants_elasticsearch
 from mlcommons.errors import BadRequest
 from mlcommons.settings import SETTINGS, render_value, unflatten, validate_update
@@ -14,11 +14,11 @@ COMPATIBLE_ELASTICSEARCH = "9.1.0"
 
 
 async def root(request: web.Request) -> web.Response:
-    svc = request.app["svc"]
+    svc = request.app[SERVICES]
     cluster_uuid = await svc.cluster_uuid()
     if wants_elasticsearch(request):  # an Elasticsearch client (or Eland) asks who we are
         return respond({
-            "name": request.app["node_name"],
+            "name": request.app[NODE_NAME],
             "cluster_name": svc.settings.get("cluster.name"),
             "cluster_uuid": cluster_uuid,
             "version": {
@@ -35,7 +35,7 @@ async def root(request: web.Request) -> web.Response:
             "tagline": "You Know, for Search",
         })
     return respond({
-        "name": request.app["node_name"],
+        "name": request.app[NODE_NAME],
         "cluster_name": svc.settings.get("cluster.name"),
         "cluster_uuid": cluster_uuid,
         "version": {
@@ -56,7 +56,7 @@ def _render(values: dict, flat: bool) -> dict:
 
 
 async def get_settings(request: web.Request) -> web.Response:
-    svc = request.app["svc"]
+    svc = request.app[SERVICES]
     await svc.refresh_settings()
     flat = flag(request, "flat_settings")
     body = {"persistent": _render(svc.settings.overrides("persistent"), flat),
@@ -67,7 +67,7 @@ async def get_settings(request: web.Request) -> web.Response:
 
 
 async def put_settings(request: web.Request) -> web.Response:
-    svc = request.app["svc"]
+    svc = request.app[SERVICES]
     body = await read_json(request, required=True)
     unknown = [k for k in body if k not in ("persistent", "transient")]
     if unknown:
@@ -89,7 +89,7 @@ async def put_settings(request: web.Request) -> web.Response:
 
 async def get_nodes(request: web.Request) -> web.Response:
     """The live worker nodes, in the shape of OpenSearch's nodes info (plus what they hold)."""
-    svc = request.app["svc"]
+    svc = request.app[SERVICES]
     live = await svc.live_nodes()
     return respond({
         "_nodes": {"total": len(live), "successful": len(live), "failed": 0},

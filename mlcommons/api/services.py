@@ -18,6 +18,7 @@ from mlcommons.api.events import ServingEvents
 from mlcommons.core.context import Context
 from mlcommons.core.nodes import registry as nodes
 from mlcommons.core.serving import deploy as deploys
+from mlcommons.core.serving import spec as serving_spec
 from mlcommons.core.serving.predict import NoRoute, PredictClient
 from mlcommons.core.tasks import records as tasks
 from mlcommons.core.tasks import replies
@@ -50,12 +51,12 @@ class ModelInfoCache:
         if hit is not None and now - hit[0] < self.ttl:
             return hit[1]
         raw = await self.client.hmget(self.keys.doc(K.MODEL, model_id), "algorithm", "is_enabled", "model_state",
-                                      "_serving")
+                                      serving_spec.FIELD)
         info = None if raw[0] is None else {
             "algorithm": orjson.loads(raw[0]),
             "is_enabled": True if raw[1] is None else orjson.loads(raw[1]),
             "model_state": orjson.loads(raw[2]) if raw[2] else None,
-            "asleep": raw[3] is not None and is_asleep({"_serving": orjson.loads(raw[3])}),
+            "asleep": raw[3] is not None and is_asleep({serving_spec.FIELD: orjson.loads(raw[3])}),
         }
         if len(self._cache) > 10_000:
             self._cache.clear()

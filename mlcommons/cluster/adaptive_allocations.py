@@ -29,6 +29,7 @@ from mlcommons.core.nodes import registry as nodes
 from mlcommons.core.serving import lifecycle, units
 from mlcommons.elasticsearch import deployments
 from mlcommons.elasticsearch.adaptive import AdaptiveAllocationsScaler, ScalerConfig, Stats
+from mlcommons.elasticsearch.spec import EsDeployment
 from mlcommons.store import keys as K
 from mlcommons.types import TaskState
 
@@ -77,8 +78,8 @@ class Autoscaler:
     def tick(self, now: float) -> dict[str, int]:
         adaptive_units = []
         for _, unit_id, doc in units.all_units(self.ctx):
-            es = (doc.get("_serving") or {}).get("es") or {}
-            adaptive = deployments.adaptive_config(es)
+            es = EsDeployment.of(doc)
+            adaptive = es.adaptive if es is not None else None
             if adaptive is not None:
                 adaptive_units.append((unit_id, doc, adaptive))
         for gone in set(self.watched) - {u for u, _, _ in adaptive_units}:

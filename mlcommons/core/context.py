@@ -9,6 +9,7 @@ from rq import Queue
 
 from mlcommons.settings import Settings, static_values
 from mlcommons.store.connection import sync_client
+from mlcommons.store import schema
 from mlcommons.store.documents import DocumentStore
 from mlcommons.store.keys import Keys
 from mlcommons.store.modelstore import ModelStore, RedisModelStore
@@ -31,7 +32,7 @@ class Context:
 
     @cached_property
     def docs(self) -> DocumentStore:
-        return DocumentStore(self.redis, self.keys)
+        return DocumentStore(self.redis, self.keys, check=schema.check)
 
     @cached_property
     def blobs(self) -> ModelStore:

@@ -18,8 +18,11 @@ from mlcommons.core.context import Context
 from mlcommons.core.nodes import registry as nodes
 from mlcommons.core.serving import deploy as deploys
 from mlcommons.core.serving import lifecycle, units
+from mlcommons.core.serving import spec as serving_spec
 from mlcommons.core.serving import undeploy as undeploys
+from mlcommons.core.serving.spec import ServingSpec
 from mlcommons.elasticsearch import trained_models
+from mlcommons.elasticsearch.spec import DEFAULT_QUEUE_CAPACITY, EsDeployment
 from mlcommons.errors import BadRequest, Conflict, NotFound
 from mlcommons.ids import now_ms
 from mlcommons.store import keys as K
@@ -32,7 +35,6 @@ MAX_QUEUE_CAPACITY = 100_000
 # Allocations are threads on every node that serves the deployment: a bound well past any
 # machine's cores, so that no request can make a node start a million threads.
 MAX_ALLOCATIONS = 256
-DEFAULT_QUEUE_CAPACITY = 10_000
 WAIT_FOR = ("starting", "started", "fully_allocated")
 SERVING_STATES = (ModelState.DEPLOYING.value, ModelState.DEPLOYED.value, ModelState.PARTIALLY_DEPLOYED.value)
 
@@ -162,11 +164,14 @@ def start(ctx: Context, model_id: str, deployment_id: str | None, settings: dict
     allocations = settings["number_of_allocations"]
     targets = live[:max(1, min(len(live), allocations))] if allocations else live[:1]
     per_node = max(1, math.ceil(allocations / len(targets))) if allocations else 1
-    serving = {"number_of_allocations": per_node, "threads_per_allocation": settings["threads_per_allocation"],
-               "queue_capacity": settings["queue_capacity"],
-               "es": {**{k: v for k, v in settings.items() if k not in ("timeout", "wait_for")},
-                      "deployment_id": deployment_id, "model_id": model_id, "start_time": now_ms(),
-                      "target_nodes": targets}}
+    es = EsDeployment(deployment_id=deployment_id, model_id=model_id, start_time=now_ms(), target_nodes=targets,
+                      number_of_allocations=settings["number_of_allocations"],
+                      threads_per_allocation=settings["threads_per_allocation"],
+                      queue_capacity=settings["queue_capacity"], priority=settings["priority"],
+                      cache_size=settings.get("cache_size"), adaptive_allocations=settings.get("adaptive_allocations"))
+    serving = serving_spec.fields(ServingSpec(number_of_allocations=per_node,
+                                              threads_per_allocation=settings["threads_per_allocation"],
+                                              queue_capacity=settings["queue_capacity"], es=es.encode()))
     index = K.MODEL if deployment_id == model_id else K.DEPLOYMENT
 
     def tx_body(tx: Tx):
@@ -186,9 +191,9 @@ def start(ctx: Context, model_id: str, deployment_id: str | None, settings: dict
                 "model_id": model_id, "deployment_id": deployment_id, "algorithm": model.get("algorithm"),
                 **lifecycle.initial(ModelState.UNDEPLOYED), "current_worker_nodes": [],
                 "current_worker_node_count": 0, "planning_worker_nodes": [], "planning_worker_node_count": 0,
-                "created_time": now, "last_updated_time": now, "_serving": serving}, created=now)
+                "created_time": now, "last_updated_time": now, **serving}, created=now)
         else:
-            tx.update(K.MODEL, model_id, {"_serving": serving})
+            tx.update(K.MODEL, model_id, serving)
 
     ctx.docs.transact(tx_body)
     try:
@@ -205,7 +210,7 @@ def _forget(ctx: Context, unit_id: str) -> None:
             tx.delete(K.DEPLOYMENT, unit_id)
             tx.call(lambda p: p.delete(ctx.keys.route(unit_id)))
         elif tx.get(K.MODEL, unit_id) is not None:
-            tx.update(K.MODEL, unit_id, {"_serving": None})
+            tx.update(K.MODEL, unit_id, serving_spec.fields(None))
 
     ctx.docs.transact(tx_body)
 
@@ -226,7 +231,7 @@ def find(ctx: Context, ident: str) -> list[tuple[str, str, dict[str, Any]]]:
 def _is_deployment(index: str, doc: dict[str, Any]) -> bool:
     if index == K.DEPLOYMENT:
         return True
-    return bool(doc.get("_serving")) or doc.get("model_state") in SERVING_STATES or bool(doc.get("current_worker_nodes"))
+    return ServingSpec.of(doc) is not None or doc.get("model_state") in SERVING_STATES or bool(doc.get("current_worker_nodes"))
 
 
 def all_deployments(ctx: Context) -> list[tuple[str, str, dict[str, Any]]]:
@@ -259,9 +264,9 @@ def infer_target(ctx: Context, ident: str) -> tuple[str, dict[str, Any], dict[st
 
 def state_of(ctx: Context, index: str, unit_id: str, doc: dict[str, Any]) -> dict[str, Any]:
     """allocation and routing state of a deployment, as Elasticsearch reports them."""
-    es = (doc.get("_serving") or {}).get("es") or {}
+    es = EsDeployment.of(doc)
     per_node = allocations_per_node(doc)
-    planned = list(doc.get("planning_worker_nodes") or es.get("target_nodes") or [])
+    planned = list(doc.get("planning_worker_nodes") or (es.target_nodes if es else []))
     current = set(doc.get("current_worker_nodes") or [])
     errors: dict[str, str] = dict(doc.get("_deploy_errors") or {})
     pending = lifecycle.deploy_task(doc)
@@ -305,24 +310,28 @@ def state_of(ctx: Context, index: str, unit_id: str, doc: dict[str, Any]) -> dic
 
 
 def assignment(ctx: Context, index: str, unit_id: str, doc: dict[str, Any]) -> dict[str, Any]:
-    es = (doc.get("_serving") or {}).get("es") or {}
+    es = EsDeployment.of(doc) or EsDeployment()
     model_id = units.model_id_of(index, unit_id, doc)
     model = ctx.docs.get(K.MODEL, model_id) or {}
     state = state_of(ctx, index, unit_id, doc)
     params = {"model_id": model_id, "deployment_id": unit_id,
               "model_bytes": int(model.get("model_content_size_in_bytes") or 0),
-              "threads_per_allocation": es.get("threads_per_allocation", 1),
+              "threads_per_allocation": es.threads_per_allocation,
               "number_of_allocations": state["target_allocation_count"],
-              "queue_capacity": es.get("queue_capacity", DEFAULT_QUEUE_CAPACITY),
-              "cache_size": f"{es.get('cache_size', int(model.get('model_content_size_in_bytes') or 0))}b",
-              "priority": es.get("priority", "normal"),
+              "queue_capacity": es.queue_capacity,
+              "cache_size": f"{_or(es.cache_size, int(model.get('model_content_size_in_bytes') or 0))}b",
+              "priority": es.priority,
               "per_deployment_memory_bytes": 0, "per_allocation_memory_bytes": 0}
     out = {"task_parameters": params, "routing_table": state["routing_table"],
-           "assignment_state": state["assignment_state"], "start_time": _iso(es.get("start_time")),
+           "assignment_state": state["assignment_state"], "start_time": _iso(es.start_time),
            "max_assigned_allocations": state["allocation_count"]}
-    if es.get("adaptive_allocations"):
-        out["adaptive_allocations"] = es["adaptive_allocations"]
+    if es.adaptive_allocations:
+        out["adaptive_allocations"] = es.adaptive_allocations
     return out
+
+
+def _or(value, default):
+    return default if value is None else value
 
 
 def _iso(ms: int | None) -> str:
@@ -364,19 +373,18 @@ def update(ctx: Context, unit_id: str, allocations: int | None, adaptive: dict[s
         doc = tx.get(index, unit_id)
         if doc is None or (expected is not None and total_allocations(doc) != expected):
             return False
-        serving = dict(doc.get("_serving") or {})
-        es = dict(serving.get("es") or {})
+        serving = ServingSpec.of(doc) or ServingSpec()
+        es = EsDeployment.of(doc) or EsDeployment()
         if adaptive is not None:
-            es["adaptive_allocations"] = adaptive
+            es = es.with_(adaptive_allocations=adaptive)
         count = allocations
-        if count is None and not adaptive_config(es) and es.get("number_of_allocations") == 0:
+        if count is None and es.adaptive is None and es.number_of_allocations == 0:
             count = 1  # adaptive allocations turned off while scaled to zero: serve again
         if count is not None:
-            nodes_count = max(1, len(doc.get("current_worker_nodes") or es.get("target_nodes") or [1]))
-            es["number_of_allocations"] = count
-            serving["number_of_allocations"] = math.ceil(count / nodes_count) if count > 0 else 0
-        serving["es"] = es
-        tx.update(index, unit_id, {"_serving": serving, "last_updated_time": now_ms()})
+            nodes_count = max(1, len(doc.get("current_worker_nodes") or es.target_nodes or [1]))
+            es = es.with_(number_of_allocations=count)
+            serving = serving.with_(number_of_allocations=math.ceil(count / nodes_count) if count > 0 else 0)
+        tx.update(index, unit_id, {**serving_spec.fields(serving.with_(es=es.encode())), "last_updated_time": now_ms()})
         return True
 
     return ctx.docs.transact(tx_body)
@@ -386,32 +394,26 @@ def allocations_per_node(doc: dict[str, Any]) -> int:
     """Allocation threads each serving node runs for a deployment. An Elasticsearch deployment
     may be at 0 (scaled to zero); anything else without a count has the settings' default, which
     is not known here: 1."""
-    serving = doc.get("_serving") or {}
-    value = serving.get("number_of_allocations")
-    if value is None or (value == 0 and not serving.get("es")):
+    serving = ServingSpec.of(doc)
+    value = serving.number_of_allocations if serving else None
+    if value is None or (value == 0 and not serving.es):
         return 1
     return int(value)
 
 
 def total_allocations(doc: dict[str, Any]) -> int:
     """A deployment's allocation count over all its nodes (Elasticsearch's number_of_allocations)."""
-    es = (doc.get("_serving") or {}).get("es") or {}
-    if es.get("number_of_allocations") is not None:
-        return int(es["number_of_allocations"])
-    planned = doc.get("planning_worker_nodes") or es.get("target_nodes") or []
+    es = EsDeployment.of(doc)
+    if es is not None and es.number_of_allocations is not None:
+        return int(es.number_of_allocations)
+    planned = doc.get("planning_worker_nodes") or (es.target_nodes if es else [])
     return allocations_per_node(doc) * max(1, len(planned))
-
-
-def adaptive_config(es: dict[str, Any]) -> dict[str, Any] | None:
-    """A deployment's ``adaptive_allocations`` when enabled, else None (``es``: its ES settings)."""
-    adaptive = es.get("adaptive_allocations")
-    return adaptive if isinstance(adaptive, dict) and adaptive.get("enabled") else None
 
 
 def is_asleep(doc: dict[str, Any] | None) -> bool:
     """Whether a unit is an adaptive deployment scaled to zero: a request to it must wake it."""
-    es = ((doc or {}).get("_serving") or {}).get("es") or {}
-    return es.get("number_of_allocations") == 0 and adaptive_config(es) is not None
+    es = EsDeployment.of(doc)
+    return es is not None and es.asleep
 
 
 def wake(ctx: Context, unit_id: str) -> bool:

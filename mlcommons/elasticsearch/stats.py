@@ -6,6 +6,7 @@ from mlcommons.core.context import Context
 from mlcommons.core.nodes import registry as nodes
 from mlcommons.core.serving import units
 from mlcommons.elasticsearch import deployments, trained_models
+from mlcommons.elasticsearch.spec import EsDeployment
 
 
 def stats(ctx: Context, expression: str | None, allow: bool) -> dict:
@@ -28,7 +29,7 @@ def stats(ctx: Context, expression: str | None, allow: bool) -> dict:
 
 
 def deployment_stats(ctx: Context, index: str, unit_id: str, doc: dict, live: dict) -> dict:
-    es = (doc.get("_serving") or {}).get("es") or {}
+    es = EsDeployment.of(doc) or EsDeployment()
     state = deployments.state_of(ctx, index, unit_id, doc)
     pending = int(ctx.redis.llen(ctx.keys.predict_queue(unit_id)) or 0)
     rejected = int(ctx.redis.hget(ctx.keys.route(unit_id), "rejected") or 0)
@@ -46,7 +47,7 @@ def deployment_stats(ctx: Context, index: str, unit_id: str, doc: dict, live: di
             "routing_state": {k: v for k, v in (("routing_state", routing["routing_state"]),
                                                 ("reason", routing.get("reason"))) if v},
             "number_of_allocations": routing["current_allocations"],
-            "threads_per_allocation": es.get("threads_per_allocation", 1),
+            "threads_per_allocation": es.threads_per_allocation,
             "inference_count": count,
             "error_count": int(counters.get("error_count") or 0),
             "timeout_count": int(counters.get("timeout_count") or 0),
@@ -55,7 +56,7 @@ def deployment_stats(ctx: Context, index: str, unit_id: str, doc: dict, live: di
             "peak_throughput_per_minute": 0,
             "throughput_last_minute": 0,
             "inference_cache_hit_count": 0,
-            "start_time": int(counters.get("loaded_at") or es.get("start_time") or 0),
+            "start_time": int(counters.get("loaded_at") or es.start_time or 0),
         }
         if count:
             entry["average_inference_time_ms"] = round(float(counters.get("inference_ms_total") or 0) / count, 3)
@@ -67,11 +68,11 @@ def deployment_stats(ctx: Context, index: str, unit_id: str, doc: dict, live: di
         node_entries[0]["rejected_execution_count"] = rejected
     out = {
         "deployment_id": unit_id, "model_id": units.model_id_of(index, unit_id, doc),
-        "threads_per_allocation": es.get("threads_per_allocation", 1),
+        "threads_per_allocation": es.threads_per_allocation,
         "number_of_allocations": state["target_allocation_count"],
-        "queue_capacity": es.get("queue_capacity", deployments.DEFAULT_QUEUE_CAPACITY),
-        "priority": es.get("priority", "normal"),
-        "start_time": int(es.get("start_time") or 0),
+        "queue_capacity": es.queue_capacity,
+        "priority": es.priority,
+        "start_time": int(es.start_time or 0),
         "state": state["assignment_state"],
         "allocation_status": {"allocation_count": state["allocation_count"],
                               "target_allocation_count": state["target_allocation_count"],
@@ -81,10 +82,10 @@ def deployment_stats(ctx: Context, index: str, unit_id: str, doc: dict, live: di
         "peak_throughput_per_minute": 0,
         "nodes": node_entries,
     }
-    if "cache_size" in es:
-        out["cache_size"] = f"{es['cache_size']}b"
-    if es.get("adaptive_allocations"):
+    if es.cache_size is not None:
+        out["cache_size"] = f"{es.cache_size}b"
+    if es.adaptive_allocations:
         # As set at _start or _update. The scaler moves number_of_allocations and
         # allocation_status (0 of 0, fully allocated, when scaled to zero).
-        out["adaptive_allocations"] = es["adaptive_allocations"]
+        out["adaptive_allocations"] = es.adaptive_allocations
     return out

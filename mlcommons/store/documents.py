@@ -50,6 +50,7 @@ class Tx:
         return self.pipe.hgetall(key)
 
     def put(self, index: str, doc_id: str, doc: dict[str, Any], *, created: int | None = None) -> None:
+        self.store.check(index, doc)
         key = self.keys.doc(index, doc_id)
         data = encode(doc)
 
@@ -62,6 +63,7 @@ class Tx:
         self._writes.append(write)
 
     def update(self, index: str, doc_id: str, fields: dict[str, Any]) -> None:
+        self.store.check(index, fields)
         key = self.keys.doc(index, doc_id)
         sets = {k: orjson.dumps(v) for k, v in fields.items() if v is not None}
         dels = [k for k, v in fields.items() if v is None]
@@ -87,9 +89,13 @@ class Tx:
 
 
 class DocumentStore:
-    def __init__(self, client: redis.Redis, keys: Keys):
+    """``check(index, fields)``: called with every write, to refuse fields an index does not
+    declare (the application passes ``store/schema.py``'s; the store itself knows no shapes)."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, check: Callable[[str, dict], None] | None = None):
         self.client = client
         self.keys = keys
+        self.check = check or (lambda index, fields: None)
 
     # --- plain reads and writes -------------------------------------------------------
     def get(self, index: str, doc_id: str) -> dict[str, Any] | None:
@@ -126,6 +132,7 @@ class DocumentStore:
 
     def update(self, index: str, doc_id: str, fields: dict[str, Any]) -> None:
         """Set fields (None removes one) on an existing document; unconditional."""
+        self.check(index, fields)
         sets = {k: orjson.dumps(v) for k, v in fields.items() if v is not None}
         dels = [k for k, v in fields.items() if v is None]
         pipe = self.client.pipeline(transaction=True)

@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mlcommons.api.http import SERVICES
 from mlcommons.stack.procutil import free_port
 
 # Field names both dialects read, so that generated bodies reach past the "unknown field" checks.
@@ -123,7 +124,7 @@ def _routes(ctx) -> list[tuple[str, str]]:
         template = info.get("formatter") or info.get("path")
         if template and route.method in ("GET", "POST", "PUT", "DELETE"):
             out.add((route.method, template))
-    app["svc"].executor.shutdown(wait=False)
+    app[SERVICES].executor.shutdown(wait=False)
     return sorted(out)
 
 

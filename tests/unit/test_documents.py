@@ -41,3 +41,15 @@ def test_concurrent_transactions_lose_no_update(redis_url, prefix):
         t.join()
     doc = DocumentStore(redis.Redis.from_url(redis_url), keys).get("task", "t")
     assert doc["count"] == 100 and len(set(doc["nodes"])) == 100
+
+
+def test_the_application_store_refuses_a_field_its_index_does_not_declare(redis_url, prefix):
+    from mlcommons.store import schema
+
+    store = DocumentStore(redis.Redis.from_url(redis_url), Keys(prefix), check=schema.check)
+    store.create("model", "a", {"name": "x", "model_state": "REGISTERED"})
+    with pytest.raises(schema.UnknownField, match="model_stat"):
+        store.update("model", "a", {"model_stat": "DEPLOYED"})
+    with pytest.raises(schema.UnknownField):
+        store.transact(lambda tx: tx.update("task", "t", {"state": "RUNNING", "nodes": []}))
+    assert store.get("model", "a") == {"name": "x", "model_state": "REGISTERED"}

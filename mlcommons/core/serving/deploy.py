@@ -18,6 +18,7 @@ from mlcommons.core.context import Context
 from mlcommons.core.nodes import registry as nodes
 from mlcommons.core.serving import lifecycle, units
 from mlcommons.core.serving.lifecycle import DEPLOYABLE_MODEL_STATES, Event, FailedBy
+from mlcommons.core.serving.spec import ServingSpec
 from mlcommons.core.tasks import jobs
 from mlcommons.core.tasks import records as tasks
 from mlcommons.core.tasks.states import deploy_task_outcome
@@ -240,7 +241,8 @@ def write_route(tx: Tx, ctx: Context, model_id: str, model: dict) -> None:
     capacity if it has one (else admission applies the setting's current value)."""
     route = ctx.keys.route(model_id)
     workers = len(model.get("current_worker_nodes", []))
-    capacity = (model.get("_serving") or {}).get("queue_capacity")
+    spec = ServingSpec.of(model)
+    capacity = spec.queue_capacity if spec is not None else None
     fields = {"workers": workers, "model_id": model_id, "function_name": model.get("algorithm", "TEXT_EMBEDDING")}
 
     def write(p):

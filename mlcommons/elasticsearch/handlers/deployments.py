@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from mlcommons.api.http import read_json, respond
+from mlcommons.api.http import ELASTICSEARCH, read_json, respond
 from mlcommons.elasticsearch.deployments import validate_start
 from mlcommons.elasticsearch.protocol import boolean, es_errors, param
 
@@ -13,7 +13,7 @@ START_PARAMS = ("cache_size", "deployment_id", "number_of_allocations", "priorit
 
 
 def _es(request: web.Request):
-    return request.app["elasticsearch"]
+    return request.app[ELASTICSEARCH]
 
 
 @es_errors

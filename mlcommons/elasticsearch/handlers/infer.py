@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from mlcommons.api.http import read_json, respond
+from mlcommons.api.http import ELASTICSEARCH, read_json, respond
 from mlcommons.core.serving.predict import NoRoute
 from mlcommons.elasticsearch.deployments import parse_time
 from mlcommons.elasticsearch.protocol import es_errors, param
@@ -12,7 +12,7 @@ from mlcommons.errors import BadRequest, MLError
 
 @es_errors
 async def infer(request: web.Request) -> web.Response:
-    service = request.app["elasticsearch"]
+    service = request.app[ELASTICSEARCH]
     ident = request.match_info["model_id"]
     body = await read_json(request, required=True)
     timeout = parse_time(param(request, None, "timeout", "10s"), "timeout")

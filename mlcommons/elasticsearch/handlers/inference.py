@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from mlcommons.api.http import read_json, respond
+from mlcommons.api.http import ELASTICSEARCH, read_json, respond
 from mlcommons.core.serving.predict import NoRoute
 from mlcommons.elasticsearch import chunking, endpoints
 from mlcommons.elasticsearch.deployments import parse_time
@@ -17,7 +17,7 @@ from mlcommons.errors import BadRequest, MLError
 
 
 def _es(request: web.Request):
-    return request.app["elasticsearch"]
+    return request.app[ELASTICSEARCH]
 
 
 def _path(request: web.Request) -> tuple[str | None, str | None]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from mlcommons.api.http import read_json, respond
+from mlcommons.api.http import ELASTICSEARCH, read_json, respond
 from mlcommons.core import limits
 from mlcommons.elasticsearch.protocol import boolean, es_errors, param
 from mlcommons.errors import BadRequest
@@ -12,7 +12,7 @@ BASE = "/_ml/trained_models"
 
 
 def _es(request: web.Request):
-    return request.app["elasticsearch"]
+    return request.app[ELASTICSEARCH]
 
 
 @es_errors

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from mlcommons.api.http import read_json, respond
+from mlcommons.api.http import OPENSEARCH, read_json, respond
 from mlcommons.opensearch.responses import group_deleted, public_group
 
 
 def _os(request: web.Request):
-    return request.app["opensearch"]
+    return request.app[OPENSEARCH]
 
 
 async def register(request: web.Request) -> web.Response:

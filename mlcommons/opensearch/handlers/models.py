@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from mlcommons.api.http import flag, read_json, respond, string_list
+from mlcommons.api.http import OPENSEARCH, flag, read_json, respond, string_list
 from mlcommons.core import limits
 from mlcommons.errors import BadRequest
 from mlcommons.opensearch.responses import model_written, public_model
 
 
 def _os(request: web.Request):
-    return request.app["opensearch"]
+    return request.app[OPENSEARCH]
 
 
 async def register(request: web.Request) -> web.Response:

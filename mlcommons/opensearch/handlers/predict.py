@@ -11,7 +11,7 @@ import base64
 import numpy as np
 from aiohttp import web
 
-from mlcommons.api.http import read_json, respond
+from mlcommons.api.http import OPENSEARCH, read_json, respond
 from mlcommons.errors import BadRequest, Forbidden
 from mlcommons.types import FunctionName
 
@@ -19,7 +19,7 @@ OUTPUT_NAME = "sentence_embedding"
 
 
 async def predict(request: web.Request) -> web.Response:
-    service = request.app["opensearch"]
+    service = request.app[OPENSEARCH]
     model_id = request.match_info["model_id"]
     algorithm = request.match_info.get("algorithm")
     if algorithm is not None:

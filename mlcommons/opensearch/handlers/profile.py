@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from mlcommons.api.http import read_json, respond, string_list
+from mlcommons.api.http import OPENSEARCH, read_json, respond, string_list
 
 
 async def profile_models(request: web.Request) -> web.Response:
@@ -11,7 +11,7 @@ async def profile_models(request: web.Request) -> web.Response:
     ids = request.match_info.get("model_ids")
     model_filter = [i for i in ids.split(",") if i] if ids else string_list(body, "model_ids")
     view = request.query.get("view", "node")
-    return respond(await request.app["opensearch"].profile(model_filter, string_list(body, "node_ids"), view))
+    return respond(await request.app[OPENSEARCH].profile(model_filter, string_list(body, "node_ids"), view))
 
 
 ROUTES = [
