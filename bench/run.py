@@ -40,9 +40,11 @@ from rq import Queue  # noqa: E402
 
 from bench.chaos import Api, wait  # noqa: E402
 from mlcommons.stack.procutil import free_port
+from mlcommons.store.keys import Keys
 
 ML = "/_plugins/_ml"
 WARMUP = 64  # bench/loadgen.py's default warm-up, in requests
+KEYS = Keys("mlc")  # the default mlcommons.redis.key_prefix
 MINILM = {"name": "huggingface/sentence-transformers/all-MiniLM-L6-v2", "version": "1.0.1",
           "model_format": "TORCH_SCRIPT"}
 
@@ -106,7 +108,7 @@ def dump_archive(redis_url: str, model_id: str, model: dict, path: Path) -> None
     client = redis.Redis.from_url(redis_url)
     with open(path, "wb") as out:
         for n in range(model["total_chunks"]):
-            out.write(client.get(f"mlc:chunk:{model_id}:{n}"))
+            out.write(client.get(KEYS.chunk(model_id, n)))
 
 
 def loadgen(url: str, model_id: str, concurrency: int, per_request: int, docs: int) -> dict:
@@ -152,7 +154,7 @@ def control_plane(stack: Stack, cycles: int) -> dict:
         api.ok("POST", f"{ML}/models/{model_id}/_undeploy")
     elapsed = time.perf_counter() - started
     node = api.ok("GET", "/_nodes")["nodes"]
-    queue = Queue(f"mlc.node.{next(iter(node))}", connection=redis.Redis.from_url(stack.redis_url))
+    queue = Queue(KEYS.node_queue(next(iter(node))), connection=redis.Redis.from_url(stack.redis_url))
     pings = cycles * 2
     started = time.perf_counter()
     for _ in range(pings):

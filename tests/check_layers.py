@@ -28,6 +28,10 @@ _UPPER = ("mlcommons.api", "mlcommons.cluster", "mlcommons.stack", "mlcommons.cl
 LAYERS = {
     "mlcommons.store": ("mlcommons.core", "mlcommons.opensearch", "mlcommons.elasticsearch") + _UPPER,
     "mlcommons.core": ("mlcommons.opensearch", "mlcommons.elasticsearch") + _UPPER,
+    # Inside the core: tasks <- serving <- models <- departures (a node's run ending touches all).
+    "mlcommons.core.tasks": ("mlcommons.core.serving", "mlcommons.core.models", "mlcommons.core.departures"),
+    "mlcommons.core.serving": ("mlcommons.core.models", "mlcommons.core.departures"),
+    "mlcommons.core.models": ("mlcommons.core.departures",),
     "mlcommons.opensearch": ("mlcommons.elasticsearch",) + _UPPER,
     "mlcommons.elasticsearch": ("mlcommons.opensearch",) + _UPPER,
     "mlcommons.cluster": ("mlcommons.opensearch", "mlcommons.api", "mlcommons.stack", "mlcommons.cli"),

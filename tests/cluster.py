@@ -9,7 +9,10 @@ import orjson
 import redis
 
 from mlcommons.stack.embedded_redis import EmbeddedRedis
+from mlcommons.store.keys import Keys
 from tests.harness import Client, Proc, api_proc, child_env, wait_for, wait_http, worker_proc
+
+KEYS = Keys("mlc")  # the key prefix of the stacks the tests start
 
 ML = "/_plugins/_ml"
 
@@ -79,7 +82,7 @@ class LocalCluster:
 
         def alive():
             assert proc.alive(), proc.log()[-3000:]
-            boot = self.redis.get(f"mlc:alive:{node}")
+            boot = self.redis.get(KEYS.node_alive(node))
             return boot.decode() if boot else None
 
         return wait_for(alive, timeout, 0.05, f"node {node}")
@@ -126,11 +129,11 @@ class LocalCluster:
 
     def held_by(self, node: str) -> set[str]:
         """What a node says it holds, from its own last heartbeat."""
-        raw = self.redis.hget(f"mlc:node:{node}", "models")
+        raw = self.redis.hget(KEYS.node(node), "models")
         return set(orjson.loads(raw)) if raw else set()
 
     def progress(self, task_id: str, node: str) -> str:
-        value = self.redis.hget(f"mlc:task:{task_id}:progress", node)
+        value = self.redis.hget(KEYS.deploy_progress(task_id), node)
         return value.decode() if value else ""
 
     def tasks_of(self, model_id: str, task_type: str = "DEPLOY_MODEL") -> list[dict]:
@@ -145,7 +148,7 @@ class LocalCluster:
         their heartbeats say, which lag by up to one heartbeat interval)."""
         def agree():
             model = self.model(model_id)
-            live = [n for n in self.nodes if self.redis.exists(f"mlc:alive:{n}")]
+            live = [n for n in self.nodes if self.redis.exists(KEYS.node_alive(n))]
             holders = sorted(n for n in live if model_id in self.held_by(n))
             same = model["current_worker_nodes"] == holders and model["current_worker_node_count"] == len(holders)
             return same or (model["current_worker_nodes"], holders)

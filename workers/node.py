@@ -27,9 +27,8 @@ from rq import SimpleWorker
 from rq.timeouts import JobTimeoutException
 
 from mlcommons import failpoints
+from mlcommons.core import departures, nodes
 from mlcommons.core.context import Context
-from mlcommons.core.nodes import departures
-from mlcommons.core.nodes import registry as nodes
 from mlcommons.core.serving import dataplane as dp
 from mlcommons.core.serving import deploy as deploys
 from mlcommons.core.serving import undeploy as undeploys
@@ -213,7 +212,7 @@ class WorkerNode:
     # --- control-plane jobs ---------------------------------------------------------------
     def deploy(self, task_id: str, model_id: str) -> dict[str, Any]:
         """Run this node's part of a deploy task. ``model_id`` names the serving unit: a model, or
-        an Elasticsearch deployment of one (mlcommons/core/units.py); the node hosts it by that id."""
+        an Elasticsearch deployment of one (mlcommons/core/serving/units.py); the node hosts it by that id."""
         if not deploys.mark_running(self.ctx, task_id, self.node_id):
             return {"node": self.node_id, "result": "skipped: this node's part of the task is over"}
         try:

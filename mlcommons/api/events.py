@@ -1,7 +1,7 @@
 """Waiting for a serving unit to change without polling.
 
 The core publishes a unit's id on one Redis channel (``Keys.serving_events``) whenever its
-deploy task or its serving nodes change (mlcommons/core/deploy.py ``announce``). Each API
+deploy task or its serving nodes change (mlcommons/core/serving/deploy.py ``announce``). Each API
 process holds one subscription and wakes the coroutines that wait on that unit: ``_start`` with
 ``wait_for``, and a first ``_predict`` that auto-deploys. Pub/sub delivers only to those
 listening, so a waiter registers before it reads the state it waits to see change, and still

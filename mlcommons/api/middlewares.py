@@ -45,7 +45,7 @@ async def errors(request: web.Request, handler) -> web.StreamResponse:
 
 def host_and_origin(hosts: HostPolicy):
     """Refuse (421) a Host that is not one of ours, and (403) a state-changing request that a
-    browser sent from another site (see mlcommons/hosts.py)."""
+    browser sent from another site (see mlcommons/api/hosts.py)."""
     @web.middleware
     async def check(request: web.Request, handler) -> web.StreamResponse:
         headers = request.headers

@@ -15,8 +15,8 @@ import orjson
 import redis.asyncio as aioredis
 
 from mlcommons.api.events import ServingEvents
+from mlcommons.core import nodes
 from mlcommons.core.context import Context
-from mlcommons.core.nodes import registry as nodes
 from mlcommons.core.serving import deploy as deploys
 from mlcommons.core.serving import spec as serving_spec
 from mlcommons.core.serving.predict import NoRoute, PredictClient
@@ -101,6 +101,10 @@ class Services:
         """Run a synchronous core call off the event loop."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+
+    async def call(self, fn: Callable[..., T], *args, **kwargs) -> T:
+        """Run a synchronous core function, given the context first, off the event loop."""
+        return await self.run(fn, self.ctx, *args, **kwargs)
 
     async def refresh_settings(self) -> None:
         """Read the cluster settings now, both scopes in one round trip. A read that began before

@@ -1,6 +1,6 @@
 """Reconcile step: adaptive allocations. Every ``mlcommons.adaptive_allocations.interval_seconds``
 each Elasticsearch deployment with ``adaptive_allocations.enabled`` that is started (served by a
-node, no deploy task open) is measured and handed to its scaler (mlcommons/core/autoscale.py),
+node, no deploy task open) is measured and handed to its scaler (mlcommons/elasticsearch/adaptive.py),
 and the allocation count it asks for is applied with :func:`deployments.update`; nodes resize
 their allocation threads within a heartbeat.
 
@@ -24,8 +24,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from mlcommons.core import nodes
 from mlcommons.core.context import Context
-from mlcommons.core.nodes import registry as nodes
 from mlcommons.core.serving import lifecycle, units
 from mlcommons.elasticsearch import deployments
 from mlcommons.elasticsearch.adaptive import AdaptiveAllocationsScaler, ScalerConfig, Stats

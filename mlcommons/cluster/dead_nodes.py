@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import logging
 
+from mlcommons.core import departures, nodes
 from mlcommons.core.context import Context
-from mlcommons.core.nodes import departures
-from mlcommons.core.nodes import registry as nodes
 
 log = logging.getLogger(__name__)
 

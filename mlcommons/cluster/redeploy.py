@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 
+from mlcommons.core import nodes
 from mlcommons.core.context import Context
-from mlcommons.core.nodes import registry as nodes
 from mlcommons.core.serving import deploy as deploys
 from mlcommons.core.serving import lifecycle, units
 from mlcommons.errors import MLError

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from mlcommons.core import nodes
 from mlcommons.core.context import Context
-from mlcommons.core.nodes import registry as nodes
 from mlcommons.core.serving import deploy as deploys
 from mlcommons.core.serving import lifecycle, units
 from mlcommons.core.serving import undeploy as undeploys

@@ -8,8 +8,8 @@ import redis
 from rq import Queue
 
 from mlcommons.settings import Settings, static_values
-from mlcommons.store.connection import sync_client
 from mlcommons.store import schema
+from mlcommons.store.connection import sync_client
 from mlcommons.store.documents import DocumentStore
 from mlcommons.store.keys import Keys
 from mlcommons.store.modelstore import ModelStore, RedisModelStore

@@ -1,6 +1,6 @@
 """Elasticsearch trained-model deployments on top of the deploy machinery.
 
-A deployment is a serving unit (mlcommons/core/units.py): the model document itself when its
+A deployment is a serving unit (mlcommons/core/serving/units.py): the model document itself when its
 deployment_id is the model id, else a deployment document. Starting one records its settings in
 ``_serving`` and runs an ordinary DEPLOY_MODEL task, so the OpenSearch tasks API and rq show it.
 ``number_of_allocations`` is the deployment's total, as in Elasticsearch: it is spread over
@@ -13,9 +13,8 @@ import math
 import re
 from typing import Any
 
-from mlcommons.core import limits
+from mlcommons.core import limits, nodes
 from mlcommons.core.context import Context
-from mlcommons.core.nodes import registry as nodes
 from mlcommons.core.serving import deploy as deploys
 from mlcommons.core.serving import lifecycle, units
 from mlcommons.core.serving import spec as serving_spec

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Callable
+from typing import Any
 
 from mlcommons.core.serving import units
 from mlcommons.elasticsearch import deployments, endpoints, trained_models
@@ -29,10 +29,8 @@ class ElasticsearchService:
     def __init__(self, svc):
         self._svc = svc
         self._ctx = svc.ctx
+        self._call = svc.call  # a core function, given the context first, in the thread pool
         self.settings = svc.settings
-
-    async def _call(self, fn: Callable, *args, **kwargs):
-        return await self._svc.run(fn, self._ctx, *args, **kwargs)
 
     # --- trained models ---------------------------------------------------------------------
 
@@ -141,19 +139,18 @@ class ElasticsearchService:
 
     # --- inference ----------------------------------------------------------------------------
 
-    async def infer_target(self, ident: str) -> tuple[str, dict[str, Any]]:
-        """The deployment a ``_infer`` on ``ident`` runs on, and the model's Elasticsearch
-        config; a deployment scaled to zero is given one allocation again first."""
+    async def infer_target(self, ident: str) -> tuple[str, dict[str, Any], bool]:
+        """The deployment a ``_infer`` on ``ident`` runs on, the model's Elasticsearch config,
+        and whether the deployment is scaled to zero (``infer`` then wakes it)."""
         unit_id, doc, es = await self._call(deployments.infer_target, ident)
-        if deployments.is_asleep(doc):
-            await self._call(deployments.wake, unit_id)
-        return unit_id, es
+        return unit_id, es, deployments.is_asleep(doc)
 
     async def infer(self, unit_id: str, kind: str, texts: list[str], timeout: float, *, query: str | None = None,
-                    priority: bool = False):
+                    priority: bool = False, asleep: bool = False):
         """One prediction (``kind``: embed, sparse or similarity); ``NoRoute`` if nobody serves
-        the deployment."""
-        return await self._svc.infer(unit_id, kind, texts, query=query, timeout=timeout, priority=priority)
+        the deployment. ``asleep``: give it one allocation first (the request waits in its queue)."""
+        return await self._svc.infer(unit_id, kind, texts, query=query, timeout=timeout, priority=priority,
+                                     asleep=asleep)
 
     # --- inference endpoints -------------------------------------------------------------------
 

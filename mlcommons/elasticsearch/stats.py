@@ -2,8 +2,8 @@
 state with the counters its nodes send in their heartbeats, and its queue."""
 from __future__ import annotations
 
+from mlcommons.core import nodes
 from mlcommons.core.context import Context
-from mlcommons.core.nodes import registry as nodes
 from mlcommons.core.serving import units
 from mlcommons.elasticsearch import deployments, trained_models
 from mlcommons.elasticsearch.spec import EsDeployment

@@ -1,8 +1,8 @@
 """Where each model runs and what its predictions cost, per node (the profile API's data)."""
 from __future__ import annotations
 
+from mlcommons.core import nodes
 from mlcommons.core.context import Context
-from mlcommons.core.nodes import registry as nodes
 from mlcommons.store import keys as K
 
 

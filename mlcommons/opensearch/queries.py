@@ -1,4 +1,4 @@
-"""The query clauses of the search DSL, compiled into matchers (used by mlcommons/core/search.py).
+"""The query clauses of the search DSL, compiled into matchers (used by mlcommons/opensearch/search.py).
 
 A query is compiled once into a matcher: a function of ``(doc_id, source)`` that returns the
 document's score, or ``None`` when the document does not match. Fields are compared as OpenSearch

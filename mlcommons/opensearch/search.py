@@ -2,7 +2,7 @@
 
 The ``_search`` endpoints for models, model groups and tasks load plain dicts from Redis and hand
 them to :func:`search`, which answers with the body of an OpenSearch search response. The query
-clauses live in :mod:`mlcommons.core.queries`.
+clauses live in :mod:`mlcommons.opensearch.queries`.
 
 Any client can send a body, and a search runs on one of the API's threads, so every search is
 bounded: the result window, the query (see queries) and the lengths of lists and patterns are

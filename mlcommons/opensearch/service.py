@@ -25,10 +25,8 @@ class OpenSearchService:
     def __init__(self, svc):
         self._svc = svc
         self._ctx = svc.ctx
+        self._call = svc.call  # a core function, given the context first, in the thread pool
         self.settings = svc.settings
-
-    async def _call(self, fn: Callable, *args, **kwargs):
-        return await self._svc.run(fn, self._ctx, *args, **kwargs)
 
     def _search(self, index: str, docs: Iterator[tuple[str, dict]], render: Callable, body: dict | None) -> dict:
         return dsl.search(((i, render(d)) for i, d in docs), body, index=K.WIRE_INDEX[index],

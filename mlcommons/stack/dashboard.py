@@ -1,5 +1,5 @@
 """rq-dashboard for ``mlcommons serve``: rq-dashboard's own Flask app, on loopback only, behind the
-API's Host and Origin checks (mlcommons/hosts.py) and with a socket time-out.
+API's Host and Origin checks (mlcommons/api/hosts.py) and with a socket time-out.
 
 ``python -m rq_dashboard`` answers any Host and any Origin, so a page on a name rebound to
 127.0.0.1 could read the control plane's jobs, and any page could send a browser to its requeue,

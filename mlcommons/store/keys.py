@@ -11,8 +11,8 @@ from dataclasses import dataclass
 MODEL = "model"
 MODEL_GROUP = "model_group"
 TASK = "task"
-DEPLOYMENT = "deployment"  # an Elasticsearch deployment with its own id (see mlcommons/core/units.py)
-ENDPOINT = "inference_endpoint"  # an Elasticsearch inference endpoint (see mlcommons/core/endpoints.py)
+DEPLOYMENT = "deployment"  # an Elasticsearch deployment with its own id (see mlcommons/core/serving/units.py)
+ENDPOINT = "inference_endpoint"  # an Elasticsearch inference endpoint (see mlcommons/elasticsearch/endpoints.py)
 WIRE_INDEX = {
     MODEL: ".plugins-ml-model",
     MODEL_GROUP: ".plugins-ml-model-group",

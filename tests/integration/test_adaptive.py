@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import orjson
 from elasticsearch import Elasticsearch
 
-from tests.cluster import ML
+from tests.cluster import KEYS, ML
 from tests.elandkit import upload_to_elasticsearch as upload
 from tests.harness import wait_for
 
@@ -34,7 +34,7 @@ def _stats(es: Elasticsearch) -> dict:
 
 def _running(c) -> int | None:
     """Allocation threads the node runs for the deployment, from its own heartbeat."""
-    raw = c.redis.hget("mlc:node:node-a", "models")
+    raw = c.redis.hget(KEYS.node("node-a"), "models")
     held = orjson.loads(raw).get(NAME) if raw else None
     return None if held is None else held["allocations"]
 
@@ -96,7 +96,7 @@ def test_scales_up_under_load_down_when_idle_then_to_zero_and_back(make_cluster,
 
     _set_scale_to_zero(c, 1)
     _wait_at_zero(c, es)
-    assert NAME in orjson.loads(c.redis.hget("mlc:node:node-a", "models"))
+    assert NAME in orjson.loads(c.redis.hget(KEYS.node("node-a"), "models"))
 
     # Scale from zero. With the idle time long again (read by the watcher within a second, well
     # within the cooldown that follows the wake-up), nothing puts it back to sleep meanwhile.

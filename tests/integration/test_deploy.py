@@ -8,6 +8,7 @@ import orjson
 import pytest
 from sentence_transformers import SentenceTransformer
 
+from tests.cluster import KEYS
 from tests.harness import wait_for
 from tests.integration.flows import ML, cosine, deploy, predict, register_url, undeploy
 
@@ -26,7 +27,7 @@ def reference(tiny):
 def node_models(cluster, node_id: str) -> dict:
     import orjson
 
-    raw = cluster.redis.hget(f"mlc:node:{node_id}", "models")
+    raw = cluster.redis.hget(KEYS.node(node_id), "models")
     return orjson.loads(raw) if raw else {}
 
 
@@ -74,7 +75,7 @@ def test_deploy_to_every_node_predict_undeploy_delete(cluster, tiny, reference):
     resp = cluster.api.delete(f"{ML}/models/{model_id}")
     assert resp.status == 200 and resp.body["result"] == "deleted"
     assert cluster.api.get(f"{ML}/models/{model_id}").status == 404
-    assert not cluster.redis.exists(f"mlc:chunk:{model_id}:0")
+    assert not cluster.redis.exists(KEYS.chunk(model_id, 0))
 
 
 def test_deploy_to_one_node(cluster, tiny, reference):
@@ -124,11 +125,11 @@ def test_corrupted_chunk_fails_the_deploy_and_touches_nothing_else(cluster, tiny
     broken = register_url(cluster, *tiny_archive(tmp_path, pooling_mode="CLS"))
     assert deploy(cluster, healthy)["state"] == "COMPLETED"
 
-    key = f"mlc:chunk:{broken}:0"
+    key = KEYS.chunk(broken, 0)
     data = bytearray(cluster.redis.get(key))
     data[len(data) // 2] ^= 0xFF
     cluster.redis.set(key, bytes(data))
-    before = {k: cluster.redis.get(k) for k in (f"mlc:chunk:{healthy}:0", key)}
+    before = {k: cluster.redis.get(k) for k in (KEYS.chunk(healthy, 0), key)}
 
     task = deploy(cluster, broken)
     assert task["state"] == "FAILED"
@@ -181,7 +182,7 @@ def test_a_redeploy_of_the_same_archive_comes_from_the_node_cache(cluster, tiny,
     model_id = register_url(cluster, zip_path, info)
     assert deploy(cluster, model_id)["state"] == "COMPLETED"
     undeploy(cluster, model_id)
-    chunks = {k: cluster.redis.get(k) for k in cluster.redis.scan_iter(f"mlc:chunk:{model_id}:*")}
+    chunks = {k: cluster.redis.get(k) for k in cluster.redis.scan_iter(KEYS.chunk(model_id, "*"))}
     cluster.redis.delete(*chunks)
     try:
         assert deploy(cluster, model_id)["state"] == "COMPLETED"
@@ -199,10 +200,10 @@ def test_a_model_idle_past_its_ttl_is_undeployed_by_the_watcher(cluster, tiny):
     assert deploy(cluster, model_id)["state"] == "COMPLETED"
     # Two minutes without a request, as far as the watcher can tell.
     two_minutes_ago = int(time.time() * 1000) - 120_000
-    cluster.redis.hset(f"mlc:doc:model:{model_id}", "last_deployed_time", orjson.dumps(two_minutes_ago))
+    cluster.redis.hset(KEYS.doc("model", model_id), "last_deployed_time", orjson.dumps(two_minutes_ago))
     wait_for(lambda: cluster.model(model_id)["model_state"] == "UNDEPLOYED", 60, 0.1, "the idle model's undeploy")
     assert cluster.model(model_id)["current_worker_nodes"] == []
     wait_for(lambda: not any(model_id in cluster.held_by(node) for node in ("node-a", "node-b")), 30, 0.1,
              "the nodes' heartbeats to show the model gone")
-    assert cluster.redis.hlen("mlc:pending_undeploys") == 0
+    assert cluster.redis.hlen(KEYS.pending_undeploys()) == 0
     assert cluster.api.delete(f"{ML}/models/{model_id}").status == 200

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from elasticsearch import ApiError, Elasticsearch
 
+from tests.cluster import KEYS
 from tests.elandkit import upload_to_elasticsearch
 from tests.harness import wait_for
 
@@ -109,7 +110,7 @@ def test_full_queue_answers_es_rejected_execution_and_finish_pending_work(make_c
     sender = threading.Thread(target=lambda: replies.extend(
         ThreadPoolExecutor(3).map(lambda i: _infer(c, "busy", f"late {i}"), range(3))))
     sender.start()
-    wait_for(lambda: c.redis.llen("mlc:dq:busy") >= 1, 10, 0.01, "requests to queue")
+    wait_for(lambda: c.redis.llen(KEYS.predict_queue("busy")) >= 1, 10, 0.01, "requests to queue")
     # (elasticsearch-py 9.1 has no finish_pending_work argument: the REST parameter, as curl sends it)
     stopped = c.api.post("/_ml/trained_models/busy/deployment/_stop?finish_pending_work=true")
     assert stopped.status == 200 and stopped.body == {"stopped": True}

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster import KEYS
 from tests.harness import Client, api_proc, wait_for, wait_http
 from tests.integration.flows import ML, deploy, register_body, register_url, unique
 
@@ -121,7 +122,7 @@ class Source:
 # --- what every refusal must leave -------------------------------------------------------------
 
 def chunk_keys(cluster) -> set[bytes]:
-    return set(cluster.redis.keys("mlc:chunk:*")) | set(cluster.redis.keys("mlc:chunks:*"))
+    return set(cluster.redis.keys(KEYS.chunk("*", "*"))) | set(cluster.redis.keys(KEYS.chunk_index("*")))
 
 
 def models_named(cluster, name: str) -> int:
@@ -432,17 +433,17 @@ def test_a_node_that_dies_or_stops_mid_download_leaves_nothing(make_cluster, tin
 
     with Source() as source:
         before = chunk_keys(c)
-        boot = c.redis.get("mlc:alive:node-a").decode()
+        boot = c.redis.get(KEYS.node_alive("node-a")).decode()
         both = {f"node-a.{boot[:8]}", f"node-a.{boot[:8]}.shared"}
         wait_for(lambda: {w.name for w in Worker.all(connection=c.redis)} == both, 30, 0.05, "both rq workers")
         task_id, name = start(source)
-        started = StartedJobRegistry("mlc.shared", connection=c.redis).get_job_ids(cleanup=False)
+        started = StartedJobRegistry(KEYS.shared_queue(), connection=c.redis).get_job_ids(cleanup=False)
         assert started == [f"register-{task_id}"], started
         c.kill_worker("node-a")
         task = c.wait_task(task_id, 30)
         assert task["state"] == "FAILED" and "worker node node-a left the cluster" in task["error"], task
         nothing_left(c, name, before)
-        assert StartedJobRegistry("mlc.shared", connection=c.redis).get_job_ids(cleanup=False) == []
+        assert StartedJobRegistry(KEYS.shared_queue(), connection=c.redis).get_job_ids(cleanup=False) == []
         assert Worker.all(connection=c.redis) == []
 
     c.start_worker("node-a")

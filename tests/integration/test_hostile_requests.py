@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests.cluster import KEYS
 from tests.harness import wait_for
 from tests.integration.flows import ML, deploy, register_url, unique
 
@@ -50,10 +51,10 @@ def test_upload_and_delete_read_what_is_stored(cluster, tiny):
     assert cluster.api.post(f"{ML}/models/{model_id}/upload_chunk/429", data=b"x" * 6).status == 200
     resp = cluster.api.post(f"{ML}/models/{model_id}/upload_chunk/0", data=b"y" * 5)
     assert resp.status == 413 and "exceeds the limit of 10 bytes" in resp.error["reason"], resp.body
-    assert cluster.redis.exists(f"mlc:chunk:{model_id}:0") == 0
+    assert cluster.redis.exists(KEYS.chunk(model_id, 0)) == 0
     assert cluster.model(model_id)["model_state"] == "REGISTERING"
     assert cluster.api.delete(f"{ML}/models/{model_id}").status == 200
-    assert cluster.redis.keys(f"mlc:chunk*:{model_id}*") == []
+    assert cluster.redis.keys(KEYS.chunk(model_id, "*")) + cluster.redis.keys(KEYS.chunk_index(model_id)) == []
     still_answers(cluster)
 
 
@@ -66,7 +67,7 @@ def test_chunk_numbers_are_ascii_digits(cluster, tiny, number):
     resp = cluster.api.post(f"{ML}/models/{model_id}/upload_chunk/{quote(number)}", data=b"z")
     assert resp.status == 400, resp.body
     assert "[chunk_number] must be a non-negative integer" in resp.error["reason"]
-    assert cluster.redis.hlen(f"mlc:chunks:{model_id}") == 0
+    assert cluster.redis.hlen(KEYS.chunk_index(model_id)) == 0
     assert cluster.api.delete(f"{ML}/models/{model_id}").status == 200
 
 
@@ -114,7 +115,7 @@ def test_definition_part_numbers_are_ascii_digits(cluster):
     part = {"definition": base64.b64encode(b"abc").decode(), "total_definition_length": 3, "total_parts": 2}
     resp = cluster.api.put(f"/_ml/trained_models/{model_id}/definition/%EF%BC%91", part)
     assert resp.status == 400 and "[part] must be an integer" in resp.error["reason"], resp.body
-    assert cluster.redis.hlen(f"mlc:chunks:{model_id}") == 0
+    assert cluster.redis.hlen(KEYS.chunk_index(model_id)) == 0
     assert cluster.api.delete(f"/_ml/trained_models/{model_id}").status == 200
 
 

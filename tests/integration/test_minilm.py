@@ -6,6 +6,7 @@ import pytest
 from rq import Queue
 from rq.registry import FinishedJobRegistry
 
+from tests.cluster import KEYS
 from tests.integration.flows import ML, cosine, deploy, predict, undeploy
 from tests.modelkit import minilm_path
 
@@ -63,7 +64,7 @@ def test_pretrained_register_deploy_and_predict_match_sentence_transformers(clus
     deploy_task_id = cluster.api.post(f"{ML}/tasks/_search", {"query": {"bool": {"filter": [
         {"term": {"model_id": model_id}}, {"term": {"task_type": "DEPLOY_MODEL"}}]}}}).body["hits"]["hits"][0]["_id"]
     descriptions = []
-    for queue_name in ["mlc.shared"] + [f"mlc.node.{n}" for n in cluster.nodes]:
+    for queue_name in [KEYS.shared_queue()] + [KEYS.node_queue(n) for n in cluster.nodes]:
         registry = FinishedJobRegistry(queue=Queue(queue_name, connection=cluster.redis))
         for job in registry.get_job_ids():
             descriptions.append(Queue(queue_name, connection=cluster.redis).fetch_job(job).description)
@@ -73,9 +74,9 @@ def test_pretrained_register_deploy_and_predict_match_sentence_transformers(clus
 
     undeploy(cluster, model_id)
     assert any(d.startswith("UNDEPLOY_MODEL") and model_id in d for d in descriptions + [
-        Queue(f"mlc.node.{n}", connection=cluster.redis).fetch_job(j).description
+        Queue(KEYS.node_queue(n), connection=cluster.redis).fetch_job(j).description
         for n in cluster.nodes
-        for j in FinishedJobRegistry(queue=Queue(f"mlc.node.{n}", connection=cluster.redis)).get_job_ids()])
+        for j in FinishedJobRegistry(queue=Queue(KEYS.node_queue(n), connection=cluster.redis)).get_job_ids()])
 
 
 def test_second_pretrained_register_reuses_the_converted_archive(cluster, minilm_model_id):

@@ -5,6 +5,7 @@ import hashlib
 
 import pytest
 
+from tests.cluster import KEYS
 from tests.integration.flows import ML, deploy, predict, register_body, register_url, undeploy, unique
 
 
@@ -45,7 +46,7 @@ def test_register_with_a_wrong_hash_fails_and_leaves_nothing(cluster, tiny):
     zip_path, info = tiny
     name = unique("wrong-hash")
     body = register_body(zip_path, info, name=name, model_content_hash_value="0" * 64)
-    before = set(cluster.redis.keys("mlc:chunk:*"))
+    before = set(cluster.redis.keys(KEYS.chunk("*", "*")))
     resp = cluster.api.post(f"{ML}/models/_register", body)
     assert resp.status == 200
     task = cluster.wait_task(resp.body["task_id"])
@@ -56,7 +57,7 @@ def test_register_with_a_wrong_hash_fails_and_leaves_nothing(cluster, tiny):
     assert hits["hits"]["total"]["value"] == 0
     groups = cluster.api.post(f"{ML}/model_groups/_search", {"query": {"term": {"name": name}}}).body
     assert groups["hits"]["total"]["value"] == 0
-    assert set(cluster.redis.keys("mlc:chunk:*")) <= before
+    assert set(cluster.redis.keys(KEYS.chunk("*", "*"))) <= before
 
 
 def test_register_failure_gives_the_version_back_to_an_existing_group(cluster, tiny):
@@ -176,7 +177,7 @@ def test_upload_chunk_refusals(cluster, tiny):
     resp = cluster.api.post(f"{ML}/models/nope/upload_chunk/0", data=b"x")
     assert resp.status == 404
     assert cluster.model(model_id)["model_state"] == "REGISTERING"
-    assert not cluster.redis.exists(f"mlc:chunk:{model_id}:0")
+    assert not cluster.redis.exists(KEYS.chunk(model_id, 0))
 
 
 def test_register_meta_refusals(cluster, tiny):

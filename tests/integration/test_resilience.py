@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from rq import Queue
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
-from tests.cluster import ML
+from tests.cluster import KEYS, ML
 from tests.harness import wait_for
 from tests.integration.flows import register_body
 
@@ -68,8 +68,8 @@ def test_worker_killed_during_chunk_download(make_cluster, tiny):
     model = wait_state(c, model_id, "PARTIALLY_DEPLOYED")
     assert model["current_worker_nodes"] == ["node-b"] and model["planning_worker_nodes"] == ["node-a", "node-b"]
     # rq's own registries agree: nothing of node-a shows as started; its job is in the failed registry
-    assert rq_started(c, "mlc.node.node-a") == []
-    failed = FailedJobRegistry(queue=Queue("mlc.node.node-a", connection=c.redis)).get_job_ids()
+    assert rq_started(c, KEYS.node_queue("node-a")) == []
+    failed = FailedJobRegistry(queue=Queue(KEYS.node_queue("node-a"), connection=c.redis)).get_job_ids()
     assert f"deploy-{task_id}-node-a" in failed
     assert c.api.post(f"{ML}/models/{model_id}/_predict", {"text_docs": ["still served"]}).status == 200
 
@@ -93,13 +93,13 @@ def test_worker_killed_during_model_load(make_cluster, tiny):
     assert task["state"] == "COMPLETED_WITH_ERROR"
     assert_killed_node_part_failed(c, task, "node-a")
     assert wait_state(c, model_id, "PARTIALLY_DEPLOYED")["current_worker_nodes"] == ["node-b"]
-    assert rq_started(c, "mlc.node.node-a") == []
+    assert rq_started(c, KEYS.node_queue("node-a")) == []
     c.assert_worker_lists_true(model_id)
 
 
 def in_flight(c, node: str, model_id: str) -> int:
     """Requests a node's allocations of a deployment have taken and not yet answered."""
-    return sum(c.redis.llen(key) for key in c.redis.scan_iter(f"mlc:inflight:{node}:{model_id}:*"))
+    return sum(c.redis.llen(key) for key in c.redis.scan_iter(KEYS.inflight(node, model_id, "*")))
 
 
 def _predict_many(c, model_id: str, count: int) -> list:
@@ -258,7 +258,7 @@ def test_undeploy_while_deploying_cancels(make_cluster, tiny):
     assert model["model_state"] == "UNDEPLOYED" and model["current_worker_node_count"] == 0
     for node in c.nodes:
         wait_for(lambda: model_id not in c.held_by(node), 10, 0.1, f"{node} to hold nothing")
-    assert rq_started(c, "mlc.node.node-a") == [] and rq_started(c, "mlc.node.node-b") == []
+    assert rq_started(c, KEYS.node_queue("node-a")) == [] and rq_started(c, KEYS.node_queue("node-b")) == []
 
 
 def test_sync_up_heals_a_wrong_worker_list(make_cluster, tiny):
@@ -267,7 +267,7 @@ def test_sync_up_heals_a_wrong_worker_list(make_cluster, tiny):
     model_id = register(c, zip_path, info)
     assert c.wait_task(start_deploy(c, model_id))["state"] == "COMPLETED"
     # Make the document lie: say node-b does not hold the model.
-    c.redis.hset(f"mlc:doc:model:{model_id}", mapping={"current_worker_nodes": b'["node-a"]',
+    c.redis.hset(KEYS.doc("model", model_id), mapping={"current_worker_nodes": b'["node-a"]',
                                                           "current_worker_node_count": b"1"})
     model = wait_for(lambda: (m := c.model(model_id))["current_worker_nodes"] == ["node-a", "node-b"] and m,
                      15, 0.1, "the sync-up to correct the list")

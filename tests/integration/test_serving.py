@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.cluster import ML
+from tests.cluster import KEYS, ML
 from tests.integration.flows import deploy, register_url
 
 
@@ -44,6 +44,6 @@ def test_a_flooded_queue_answers_429_at_once_and_loses_nothing(make_cluster, tin
     for resp, _ in ok:
         assert len(resp.body["inference_results"][0]["output"][0]["data"]) == info["model_config"]["embedding_dimension"]
     # Every accepted request was computed exactly once, and nothing is left queued or in flight.
-    assert c.redis.llen(f"mlc:dq:{model_id}") == 0
-    assert not list(c.redis.scan_iter(f"mlc:inflight:node-a:{model_id}:*"))
-    assert int(c.redis.hget(f"mlc:route:{model_id}", "rejected")) == len(rejected)
+    assert c.redis.llen(KEYS.predict_queue(model_id)) == 0
+    assert not list(c.redis.scan_iter(KEYS.inflight("node-a", model_id, "*")))
+    assert int(c.redis.hget(KEYS.route(model_id), "rejected")) == len(rejected)

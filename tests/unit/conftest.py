@@ -3,19 +3,32 @@ from __future__ import annotations
 
 import pytest
 
+from mlcommons.core import nodes
 from mlcommons.core.context import Context
-from mlcommons.core.nodes import registry as nodes
 from mlcommons.settings import static_values
 
 
 @pytest.fixture
-def core_ctx(redis_url, prefix):
-    """A core context on the tests' Redis, under a key prefix of its own."""
-    static = static_values(environ={})
-    static["mlcommons.redis.key_prefix"] = prefix
-    context = Context.connect(redis_url, static=static)
-    yield context
-    context.close()
+def make_ctx(redis_url, prefix):
+    """``make_ctx(**settings)``: a core context on the tests' Redis, under a key prefix of its own,
+    with these static settings (dotted names) over the defaults."""
+    made = []
+
+    def make(**settings) -> Context:
+        static = static_values(environ={})
+        static["mlcommons.redis.key_prefix"] = prefix
+        static.update(settings)
+        made.append(Context.connect(redis_url, static=static))
+        return made[-1]
+
+    yield make
+    for context in made:
+        context.close()
+
+
+@pytest.fixture
+def ctx(make_ctx) -> Context:
+    return make_ctx()
 
 
 @pytest.fixture

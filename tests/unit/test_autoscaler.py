@@ -7,11 +7,10 @@ from __future__ import annotations
 import pytest
 
 from mlcommons.cluster.adaptive_allocations import Autoscaler
+from mlcommons.core import nodes
 from mlcommons.core.context import Context
-from mlcommons.core.nodes import registry as nodes
 from mlcommons.core.tasks import records as tasks
 from mlcommons.elasticsearch import deployments
-from mlcommons.settings import static_values
 from mlcommons.store import keys as K
 from mlcommons.types import TaskType
 
@@ -20,14 +19,9 @@ NODE = "n1"
 
 
 @pytest.fixture
-def ctx(redis_url, prefix):
-    static = static_values(environ={})
-    static["mlcommons.redis.key_prefix"] = prefix
-    static["mlcommons.adaptive_allocations.scale_to_zero_seconds"] = 60.0
-    static["mlcommons.adaptive_allocations.scale_down_cooldown_seconds"] = 30.0
-    context = Context.connect(redis_url, static=static)
-    yield context
-    context.close()
+def ctx(make_ctx):
+    return make_ctx(**{"mlcommons.adaptive_allocations.scale_to_zero_seconds": 60.0,
+                       "mlcommons.adaptive_allocations.scale_down_cooldown_seconds": 30.0})
 
 
 class Node:

@@ -1,4 +1,4 @@
-"""Tests for mlcommons.core.search: the in-memory OpenSearch query DSL evaluator."""
+"""Tests for mlcommons.opensearch.search: the in-memory OpenSearch query DSL evaluator."""
 from __future__ import annotations
 
 import pytest

@@ -3,20 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from mlcommons.core.context import Context
 from mlcommons.core.tasks import records as tasks
 from mlcommons.errors import BadRequest, NotFound
-from mlcommons.settings import static_values
 from mlcommons.types import TaskState, TaskType
-
-
-@pytest.fixture
-def ctx(redis_url, prefix):
-    static = static_values(environ={})
-    static["mlcommons.redis.key_prefix"] = prefix
-    context = Context.connect(redis_url, static=static)
-    yield context
-    context.close()
 
 
 def test_running_task_cannot_be_deleted(ctx):

@@ -1,6 +1,6 @@
 """Registering a model from a URL or from the pretrained catalog.
 
-The API validates the request (a URL as mlcommons/core/download.py says, against settings read
+The API validates the request (a URL as mlcommons/core/models/download.py says, against settings read
 fresh from Redis, so that a change made an instant ago on any API process holds) and, in one
 transaction, takes the model group's next version, stores the model document (REGISTERING) and a
 REGISTER_MODEL task (CREATED); a worker then runs :func:`execute`: it downloads the archive into

@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
+from mlcommons.core import nodes
 from mlcommons.core.context import Context
-from mlcommons.core.nodes import registry as nodes
 from mlcommons.core.serving import lifecycle, units
 from mlcommons.core.serving.lifecycle import DEPLOYABLE_MODEL_STATES, Event, FailedBy
 from mlcommons.core.serving.spec import ServingSpec

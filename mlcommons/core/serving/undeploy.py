@@ -10,8 +10,8 @@ from typing import Any
 
 import orjson
 
+from mlcommons.core import nodes
 from mlcommons.core.context import Context
-from mlcommons.core.nodes import registry as nodes
 from mlcommons.core.serving import lifecycle, units
 from mlcommons.core.serving.deploy import model_not_found, report_deploy, set_holder
 from mlcommons.core.serving.lifecycle import Event

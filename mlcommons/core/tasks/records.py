@@ -1,7 +1,7 @@
 """ML tasks: documents that track register and deploy work from CREATED to a terminal state.
 
 A task in a terminal state never changes again: every transition goes through the table in
-:mod:`mlcommons.core.states`, inside a transaction.
+:mod:`mlcommons.core.tasks.states`, inside a transaction.
 """
 from __future__ import annotations
 

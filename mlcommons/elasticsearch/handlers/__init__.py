@@ -1,5 +1,5 @@
 """The Elasticsearch dialect: trained models, their deployments and _infer under /_ml, with the
-protocol details elasticsearch-py relies on (mlcommons/api/elasticsearch/protocol.py)."""
+protocol details elasticsearch-py relies on (mlcommons/elasticsearch/protocol.py)."""
 from __future__ import annotations
 
 from aiohttp import web

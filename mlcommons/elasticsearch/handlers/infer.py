@@ -16,23 +16,23 @@ async def infer(request: web.Request) -> web.Response:
     ident = request.match_info["model_id"]
     body = await read_json(request, required=True)
     timeout = parse_time(param(request, None, "timeout", "10s"), "timeout")
-    unit_id, es = await service.infer_target(ident)
+    unit_id, es, asleep = await service.infer_target(ident)
     task = next(iter(es.get("inference_config") or {"text_embedding": {}}))
     texts = _texts(body, (es.get("input") or {}).get("field_names") or ["text_field"])
     try:
         overrides = (body.get("inference_config") or {}).get(task) or {}
         if task == "text_embedding":
-            result = await service.infer(unit_id, "embed", texts, timeout)
+            result = await service.infer(unit_id, "embed", texts, timeout, asleep=asleep)
             results = [{"predicted_value": row} for row in result.vectors]
         elif task == "text_expansion":
-            maps = await service.infer(unit_id, "sparse", texts, timeout)
+            maps = await service.infer(unit_id, "sparse", texts, timeout, asleep=asleep)
             results = [{"predicted_value": weights} for weights in maps]
         elif task == "text_similarity":
             query = overrides.get("text")
             if not isinstance(query, str) or not query:
                 raise BadRequest("[text_similarity] requires [inference_config.text_similarity.text]: the text to "
                                  "compare the documents with", error_type="status_exception")
-            scores = await service.infer(unit_id, "similarity", texts, timeout, query=query)
+            scores = await service.infer(unit_id, "similarity", texts, timeout, query=query, asleep=asleep)
             results = [{"predicted_value": float(s)} for s in scores]
         else:
             raise BadRequest(f"_infer for [{task}] models is not supported", error_type="status_exception")
