@@ -37,6 +37,8 @@ class Side:
     """One checkout's stack, started for a round and stopped after it."""
 
     def __init__(self, name: str, checkout: Path, workdir: Path):
+        """``workdir``: this round's folder (a fresh data dir: nothing of an earlier round is
+        redeployed beside the model under test)."""
         self.name, self.checkout, self.workdir = name, checkout, workdir
 
     def __enter__(self) -> "Side":
@@ -44,9 +46,10 @@ class Side:
         self.url = f"http://127.0.0.1:{port}"
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                "PYTHONPATH": str(self.checkout)}
-        self.log = open(self.workdir / f"{self.name}.log", "ab")
+        self.workdir.mkdir(parents=True)
+        self.log = open(self.workdir / "serve.log", "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "mlcommons", "serve", "--port", str(port), "--workers",
-                                      "1", "--data-dir", str(self.workdir / f"{self.name}-data"),
+                                      "1", "--data-dir", str(self.workdir / "data"),
                                       "--dashboard-port", "0"],
                                      cwd=self.checkout, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         api = Api(self.url)
@@ -96,7 +99,7 @@ def main() -> int:
             order = ["before", "after"] if round_no % 2 == 0 else ["after", "before"]
             for name in order:
                 checkout = (args.before if name == "before" else args.after).resolve()
-                with Side(name, checkout, Path(tmp)) as side:
+                with Side(name, checkout, Path(tmp) / f"{name}-{round_no}") as side:
                     for concurrency in args.concurrency:
                         result = side.load(concurrency, args.docs)
                         runs[name].setdefault(concurrency, []).append(result)

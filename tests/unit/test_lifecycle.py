@@ -111,3 +111,10 @@ def test_a_deploy_asked_for_during_the_undeploy_keeps_the_state():
 
 def test_cancelling_a_deploy_only_forgets_its_task():
     assert fields_for(doc(M.DEPLOYING, _deploy_task="t"), Event.DEPLOY_CANCELLED) == {"_deploy_task": None}
+
+
+def test_an_undeployed_model_a_node_still_holds_counts_as_served_there():
+    out = fields_for(doc(M.UNDEPLOYED), Event.NODES_CHANGED, current=1, planned=0)
+    assert out["model_state"] == "DEPLOYED"
+    with pytest.raises(IllegalTransition):
+        fields_for(doc(M.UNDEPLOYED), Event.DEPLOY_FINISHED, current=0, planned=1)

@@ -35,7 +35,9 @@ MODEL_TRANSITIONS: dict[ModelState, frozenset[ModelState]] = {
     M.DEPLOYED: frozenset({M.DEPLOYING, M.UNDEPLOYED} | _DEPLOY_OUTCOMES),
     M.PARTIALLY_DEPLOYED: frozenset({M.DEPLOYING, M.UNDEPLOYED} | _DEPLOY_OUTCOMES),
     M.DEPLOY_FAILED: frozenset({M.DEPLOYING, M.UNDEPLOYED} | _DEPLOY_OUTCOMES),
-    M.UNDEPLOYED: frozenset({M.DEPLOYING, M.UNDEPLOYED}),
+    # A node that finished loading after its deploy was cancelled, or did not answer an undeploy
+    # in time, still serves the model: it counts as deployed there until the sync-up drops it.
+    M.UNDEPLOYED: frozenset({M.DEPLOYING, M.UNDEPLOYED, M.DEPLOYED, M.PARTIALLY_DEPLOYED}),
 }
 # States in which a model occupies (or is about to occupy) node memory.
 ACTIVE_MODEL_STATES = frozenset({M.DEPLOYING, M.DEPLOYED, M.PARTIALLY_DEPLOYED})
