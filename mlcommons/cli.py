@@ -95,6 +95,8 @@ def cmd_serve(args) -> int:
     on the same port from its append-only file, each worker as the same node, the API, and
     rq-dashboard. SIGINT/SIGTERM stop them in reverse order."""
     _offline_env()
+    from mlcommons.core.remote.secrets import create_key_file
+    from mlcommons.settings import env_name
     from mlcommons.stack.supervisor import Supervisor
 
     data_dir = Path(args.data_dir).resolve()
@@ -121,6 +123,9 @@ def cmd_serve(args) -> int:
         else:
             print(f"redis      {url}", flush=True)
         env = {**os.environ, "MLCOMMONS_REDIS_URL": url}
+        if not _static(args).get("mlcommons.security.master_key_file"):
+            # Connector credentials are sealed with a key kept here, never in Redis beside them.
+            env[env_name("mlcommons.security.master_key_file")] = str(create_key_file(data_dir / "master.key"))
         config = ["--config", args.config] if args.config else []
         python = sys.executable
         for i in range(args.workers):

@@ -46,7 +46,25 @@ class Setting:
                 re.compile(value)
             except re.error as exc:
                 raise BadRequest(f"Failed to parse value [{raw}] for setting [{self.name}]: {exc}") from None
+        if self.kind is list and self.name.endswith("_regex"):
+            for pattern in value:
+                _check_pattern(pattern)
         return value
+
+
+# A pattern an administrator gives is still bounded: ML Commons' limits and words.
+_NESTED_QUANTIFIER = re.compile(r"\([^()]*[+*}][^()]*\)[+*{]|\\[1-9]")
+
+
+def _check_pattern(pattern: str) -> None:
+    if len(pattern) > 256:
+        raise BadRequest(f"Regex pattern too long (max 256 chars): {pattern[:300]}")
+    if _NESTED_QUANTIFIER.search(pattern):
+        raise BadRequest(f"Regex pattern contains nested quantifiers or backreferences that may cause ReDoS: {pattern}")
+    try:
+        re.compile(pattern)
+    except re.error:
+        raise BadRequest(f"Invalid regex pattern: {pattern}") from None
 
 
 def _coerce(kind: type, raw: Any) -> Any:
@@ -71,10 +89,31 @@ def _coerce(kind: type, raw: Any) -> Any:
         if isinstance(raw, (dict, list)):
             raise ValueError("expected a string")
         return str(raw)
+    if kind is list:  # of strings: a list, or its JSON text (from the environment)
+        if isinstance(raw, str):
+            raw = orjson.loads(raw) if raw.strip().startswith("[") else [raw]
+        if not isinstance(raw, (list, tuple)) or len(raw) > 100 or not all(isinstance(v, str) for v in raw):
+            raise ValueError("expected a list of at most 100 strings")
+        return list(raw)
     raise TypeError(f"unsupported setting type {kind}")
 
 
 _ML = "plugins.ml_commons."
+# ML Commons' default trusted connector endpoints (MLCommonsSettings).
+TRUSTED_CONNECTOR_ENDPOINTS = (
+    r"^https://runtime\.sagemaker\..*[a-z0-9-]\.amazonaws\.com/.*$",
+    r"^https://api\.sagemaker\..*[a-z0-9-]\.amazonaws\.com/.*$",
+    r"^https://api\.openai\.com/.*$",
+    r"^https://api\.cohere\.ai/.*$",
+    r"^https://api\.deepseek\.com/.*$",
+    r"^https://generativelanguage\.googleapis\.com/.*$",
+    r"^https://bedrock-runtime\..*[a-z0-9-]\.amazonaws\.com/.*$",
+    r"^https://bedrock-agent-runtime\..*[a-z0-9-]\.amazonaws\.com/.*$",
+    r"^https://bedrock\..*[a-z0-9-]\.amazonaws\.com/.*$",
+    r"^https://textract\..*[a-z0-9-]\.amazonaws\.com$",
+    r"^https://comprehend\..*[a-z0-9-]\.amazonaws\.com$",
+    r"^https://rekognition(-fips)?\..*[a-z0-9-]\.amazonaws\.com$",
+)
 
 SETTINGS: dict[str, Setting] = {
     s.name: s
@@ -119,6 +158,11 @@ SETTINGS: dict[str, Setting] = {
                 "A download from a URL that brings fewer bytes than this per second, over any window of "
                 "url_timeout_seconds, fails: a server trickling bytes cannot hold a worker. 0 turns it off.",
                 minimum=0),
+        Setting("mlcommons.security.master_key_file", "", str, False,
+                "The file holding the master key that encrypts connector credentials (32 random bytes, "
+                "base64). mlcommons serve makes one in its data dir on first start and gives its path to "
+                "every part; give every api and worker process started on its own the same file. Empty: "
+                "credentials cannot be stored."),
         Setting("mlcommons.model_store.url_file_roots", "", str, False,
                 "Folders a file:// model URL may read from, comma-separated, as Elasticsearch's path.repo; "
                 "symbolic links and .. are resolved before the check, and only regular files are read. Empty "
@@ -226,6 +270,15 @@ SETTINGS: dict[str, Setting] = {
                 "How often the sync-up reconciles what nodes really hold with the documents, resolves "
                 "stale DEPLOYING states and undeploys models idle past their TTL; 0 turns it off.",
                 minimum=0, maximum=86400),
+        Setting(_ML + "remote_inference.enabled", True, bool, True,
+                "Connectors and remote models may be created, changed and used."),
+        Setting(_ML + "trusted_connector_endpoints_regex", list(TRUSTED_CONNECTOR_ENDPOINTS), list, True,
+                "A connector action's URL (its parameters filled in) must match one of these patterns "
+                "whole; ML Commons' defaults, which match no loopback or private address. At most 100 "
+                "patterns of at most 256 characters, none with nested quantifiers or backreferences."),
+        Setting(_ML + "connector.private_ip_enabled", False, bool, True,
+                "Whether a remote model may call a host that resolves to a private, loopback or link-local "
+                "address."),
         Setting(_ML + "disk_free_space_threshold", 5 * 2**30, int, True,
                 "A node refuses to deploy while its data folder's disk has fewer free bytes than this.",
                 minimum=0),
@@ -383,6 +436,8 @@ def render_value(value: Any) -> str:
     """Cluster settings answer with strings, as OpenSearch does."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, list):
+        return [str(v) for v in value]
     return str(value)
 
 
@@ -410,7 +465,7 @@ def render_file() -> str:
         value = setting.default
         if isinstance(value, bool):
             text = "true" if value else "false"
-        elif isinstance(value, str):
+        elif isinstance(value, (str, list)):
             text = json.dumps(value)
         else:
             text = repr(value)

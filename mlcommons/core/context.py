@@ -8,6 +8,7 @@ import redis
 from rq import Queue
 
 from mlcommons.settings import Settings, static_values
+from mlcommons.core.remote.secrets import MasterKey, master_key
 from mlcommons.store import schema
 from mlcommons.store.connection import sync_client
 from mlcommons.store.documents import DocumentStore
@@ -33,6 +34,11 @@ class Context:
     @cached_property
     def docs(self) -> DocumentStore:
         return DocumentStore(self.redis, self.keys, check=schema.check)
+
+    @cached_property
+    def secrets(self) -> MasterKey:
+        """The master key that seals connector credentials (a 400 naming the setting without one)."""
+        return master_key(self.settings.get("mlcommons.security.master_key_file"))
 
     @cached_property
     def blobs(self) -> ModelStore:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlcommons.store.keys import MODEL, MODEL_GROUP, TASK, WIRE_INDEX
+from mlcommons.store.keys import CONNECTOR, MODEL, MODEL_GROUP, TASK, WIRE_INDEX
 
 # Field order of ML Commons' documents, so that replies read the same as theirs.
 MODEL_FIELDS = (
@@ -18,6 +18,10 @@ MODEL_FIELDS = (
 )
 TASK_FIELDS = ("model_id", "task_type", "function_name", "state", "worker_node", "create_time",
                "last_update_time", "error", "is_async")
+CONNECTOR_FIELDS = ("name", "version", "description", "protocol", "parameters", "actions", "created_time",
+                    "last_updated_time", "client_config")
+ACTION_FIELDS = ("action_type", "method", "url", "headers", "request_body", "pre_process_function",
+                 "post_process_function", "name")
 GROUP_FIELDS = ("name", "latest_version", "description", "access", "created_time", "last_updated_time")
 
 
@@ -37,6 +41,13 @@ def public_task(doc: dict[str, Any]) -> dict[str, Any]:
 
 def public_group(doc: dict[str, Any]) -> dict[str, Any]:
     return public(doc, GROUP_FIELDS)
+
+
+def public_connector(doc: dict[str, Any]) -> dict[str, Any]:
+    """A connector as ML Commons shows it: its credential never (not even sealed)."""
+    out = {k: doc[k] for k in CONNECTOR_FIELDS if k in doc}
+    out["actions"] = [{k: a[k] for k in ACTION_FIELDS if k in a} for a in doc.get("actions") or []]
+    return out
 
 
 def public_model(doc: dict[str, Any]) -> dict[str, Any]:
@@ -73,3 +84,7 @@ def model_written(model_id: str, result: str, version: int) -> dict[str, Any]:
 
 def group_deleted(group_id: str) -> dict[str, Any]:
     return write_response(MODEL_GROUP, group_id, "deleted", 2)
+
+
+def connector_written(connector_id: str, result: str, version: int) -> dict[str, Any]:
+    return write_response(CONNECTOR, connector_id, result, version)

@@ -300,6 +300,10 @@ _MAPPINGS: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {
     K.WIRE_INDEX[K.MODEL_GROUP]: (_fields(
         "name description latest_version model_group_id backend_roles access owner.name "
         "owner.backend_roles owner.roles owner.custom_attribute_names created_time last_updated_time"), ()),
+    K.WIRE_INDEX[K.CONNECTOR]: (_fields(
+        "name version description protocol created_time last_updated_time backend_roles owner.name "
+        "owner.backend_roles owner.roles access tenant_id"),
+        ("parameters.", "actions.", "client_config.")),
     K.WIRE_INDEX[K.TASK]: (_fields(
         "model_id task_type function_name state input_type progress output_index worker_node create_time "
         "last_update_time error is_async " + _USER), ("remote_job.",)),

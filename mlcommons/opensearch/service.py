@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterator
 from mlcommons.core.models import groups as model_groups
 from mlcommons.core.models import records as models
 from mlcommons.core.models import register as registration
+from mlcommons.core.remote import connectors
 from mlcommons.core.serving import deploy as deploys
 from mlcommons.core.serving import undeploy as undeploys
 from mlcommons.core.tasks import records as tasks
@@ -96,6 +97,24 @@ class OpenSearchService:
 
     async def delete_group(self, group_id: str) -> None:
         await self._call(model_groups.delete, group_id)
+
+    # --- connectors -----------------------------------------------------------------------------
+
+    async def create_connector(self, body: dict[str, Any]) -> str:
+        return await self._call(connectors.create, body)
+
+    async def connector(self, connector_id: str) -> dict[str, Any]:
+        return await self._call(connectors.get, connector_id)
+
+    async def search_connectors(self, body: dict | None) -> dict:
+        return await self._svc.run(lambda: self._search(K.CONNECTOR, connectors.all_docs(self._ctx),
+                                                        responses.public_connector, body))
+
+    async def update_connector(self, connector_id: str, body: dict[str, Any]) -> int:
+        return await self._call(connectors.update, connector_id, body)
+
+    async def delete_connector(self, connector_id: str) -> int | None:
+        return await self._call(connectors.delete, connector_id)
 
     # --- tasks and profile --------------------------------------------------------------------
 

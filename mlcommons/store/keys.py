@@ -12,11 +12,13 @@ MODEL = "model"
 MODEL_GROUP = "model_group"
 TASK = "task"
 DEPLOYMENT = "deployment"  # an Elasticsearch deployment with its own id (see mlcommons/core/serving/units.py)
+CONNECTOR = "connector"  # an ML Commons connector (see mlcommons/core/remote/connectors.py)
 ENDPOINT = "inference_endpoint"  # an Elasticsearch inference endpoint (see mlcommons/elasticsearch/endpoints.py)
 WIRE_INDEX = {
     MODEL: ".plugins-ml-model",
     MODEL_GROUP: ".plugins-ml-model-group",
     TASK: ".plugins-ml-task",
+    CONNECTOR: ".plugins-ml-connector",
 }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-from mlcommons.store.keys import DEPLOYMENT, ENDPOINT, MODEL, MODEL_GROUP, TASK
+from mlcommons.store.keys import CONNECTOR, DEPLOYMENT, ENDPOINT, MODEL, MODEL_GROUP, TASK
 
 
 class UnknownField(ValueError):
@@ -55,6 +55,7 @@ class ModelDoc(ServingUnitDoc, total=False):
     last_registered_time: int
     total_chunks: int
     is_hidden: bool
+    connector_id: str              # a remote model's connector
     _version: int                  # the OpenSearch document version of updates
     _es: dict[str, Any]            # an Elasticsearch trained model's config (elasticsearch/trained_models.py)
     _es_parts: dict[str, Any]      # its definition parts received so far
@@ -94,6 +95,22 @@ class ModelGroupDoc(TypedDict, total=False):
     last_updated_time: int
 
 
+class ConnectorDoc(TypedDict, total=False):
+    """An ML Commons connector (core/remote/connectors.py)."""
+
+    name: str
+    version: str
+    description: str
+    protocol: str                  # http or aws_sigv4
+    parameters: dict[str, str]
+    credential: dict[str, str]     # each value sealed by core/remote/secrets.py; never shown
+    actions: list[dict[str, Any]]
+    client_config: dict[str, Any]
+    created_time: int
+    last_updated_time: int
+    _version: int
+
+
 class EndpointDoc(TypedDict, total=False):
     """An Elasticsearch inference endpoint (elasticsearch/endpoints.py)."""
 
@@ -107,7 +124,7 @@ class EndpointDoc(TypedDict, total=False):
 
 
 SHAPES: dict[str, type] = {MODEL: ModelDoc, DEPLOYMENT: DeploymentDoc, TASK: TaskDoc, MODEL_GROUP: ModelGroupDoc,
-                           ENDPOINT: EndpointDoc}
+                           ENDPOINT: EndpointDoc, CONNECTOR: ConnectorDoc}
 FIELDS: dict[str, frozenset[str]] = {index: frozenset(shape.__annotations__) | frozenset(
     name for base in shape.__mro__ for name in getattr(base, "__annotations__", {}))
     for index, shape in SHAPES.items()}

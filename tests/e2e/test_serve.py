@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 from pathlib import Path
 
@@ -79,6 +80,14 @@ def test_serve_deploy_predict_and_stop_cleanly(tmp_path):
         wait_for(redeployed, 120, 0.2, "the model to be deployed again on the restarted node")
         body = api.post(f"{ML}/_predict/text_embedding/{model_id}", {"text_docs": ["hello again"]}).body
         assert body["inference_results"][0]["output"][0]["shape"] == [384]
+
+        # The stack seals connector credentials with a key of its own, kept in its data dir.
+        connector = api.post(f"{ML}/connectors/_create", {
+            "name": "e2e", "version": 1, "protocol": "http", "credential": {"key": "sk-e2e-secret"},
+            "actions": [{"action_type": "predict", "method": "POST", "url": "https://api.openai.com/v1/embeddings"}]})
+        assert connector.status == 200, connector.body
+        assert stat.S_IMODE((tmp_path / "data" / "master.key").stat().st_mode) == 0o600
+        assert "credential" not in api.get(f"{ML}/connectors/{connector.body['connector_id']}").body
 
         tree = descendants(proc.pid)
         assert len(tree) >= 4  # redis, a worker, the API, the dashboard

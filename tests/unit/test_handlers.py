@@ -4,31 +4,9 @@ any node is involved: the dialect's error body and status, and that the facade r
 documents the way each dialect does."""
 from __future__ import annotations
 
-import pytest
-from aiohttp.test_utils import TestClient, TestServer
-
-from mlcommons.api.app import create_app
-from mlcommons.core.context import Context
-from mlcommons.settings import static_values
+from tests.unit.inprocess import expect_error
 
 ES = {"Accept": "application/vnd.elasticsearch+json; compatible-with=8"}
-
-
-@pytest.fixture
-async def client(redis_url, prefix):
-    static = static_values(environ={})
-    static["mlcommons.redis.key_prefix"] = prefix
-    app = create_app(Context.connect(redis_url, static=static), watcher=False)
-    async with TestClient(TestServer(app)) as test_client:
-        yield test_client
-
-
-async def expect_error(response, status: int, error_type: str, reason_part: str) -> dict:
-    body = await response.json()
-    assert response.status == status and body["status"] == status, body
-    assert body["error"]["type"] == error_type and reason_part in body["error"]["reason"], body
-    assert body["error"]["root_cause"][0]["type"] == error_type
-    return body
 
 
 async def test_root_answers_each_dialect_in_its_own_shape(client):
