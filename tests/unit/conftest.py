@@ -6,8 +6,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from mlcommons.api.app import create_app
 from mlcommons.core import nodes
-from mlcommons.core.remote.secrets import create_key_file
 from mlcommons.core.context import Context
+from mlcommons.core.remote.secrets import create_key_file
 from mlcommons.settings import static_values
 
 
