@@ -45,6 +45,7 @@ class FunctionName(str, Enum):
     SPARSE_ENCODING = "SPARSE_ENCODING"
     SPARSE_TOKENIZE = "SPARSE_TOKENIZE"
     TEXT_SIMILARITY = "TEXT_SIMILARITY"
+    REMOTE = "REMOTE"  # a model hosted elsewhere, reached through a connector
 
 
 class ModelFormat(str, Enum):

@@ -8,6 +8,7 @@ from pathlib import Path
 import orjson
 import redis
 
+from mlcommons.core.remote.secrets import create_key_file
 from mlcommons.stack.embedded_redis import EmbeddedRedis
 from mlcommons.store.keys import Keys
 from tests.harness import Client, Proc, api_proc, child_env, wait_for, wait_http, worker_proc
@@ -36,7 +37,9 @@ class LocalCluster:
         self.workdir = Path(workdir)
         self.logs = self.workdir / "logs"
         self.nodes = tuple(nodes)
-        self.env = child_env(**(env or {}))
+        # Every part holds the same master key, as serve gives them one (connector credentials).
+        key_file = create_key_file(self.workdir / "master.key")
+        self.env = child_env(**{"MLCOMMONS_MLCOMMONS_SECURITY_MASTER_KEY_FILE": str(key_file), **(env or {})})
         self.node_env = node_env or {}
         self.own_redis = redis_server is None
         self.redis_server = redis_server or EmbeddedRedis(self.workdir / "redis", appendonly=appendonly)

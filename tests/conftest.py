@@ -60,6 +60,9 @@ def cluster(redis_server, tmp_path_factory):
     tests that do not kill anything."""
     # Small enough that the 413 test need not send 100 MB; large enough for any chunk.
     env = {"MLCOMMONS_MLCOMMONS_HTTP_MAX_CONTENT_LENGTH": "20000000",
+           # The remote-model tests' provider runs on loopback, trusted as an operator would trust it.
+           "MLCOMMONS_PLUGINS_ML_COMMONS_TRUSTED_CONNECTOR_ENDPOINTS_REGEX": r'["^http://127\\.0\\.0\\.1:\\d+/.*$"]',
+           "MLCOMMONS_PLUGINS_ML_COMMONS_CONNECTOR_PRIVATE_IP_ENABLED": "true",
            "MLCOMMONS_PLUGINS_ML_COMMONS_SYNC_UP_JOB_INTERVAL_IN_SECONDS": "2",
            FILE_ROOTS: str(tmp_path_factory.getbasetemp())}
     local = LocalCluster(tmp_path_factory.mktemp("cluster"), NODES, env=env, redis_server=redis_server)
@@ -101,3 +104,13 @@ def es(cluster):
     client = Elasticsearch(cluster.api.base, request_timeout=60, max_retries=0)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def infinity(tmp_path_factory):
+    """A real OpenAI-format embeddings server on loopback (infinity-emb, in its own venv)."""
+    from tests.providers import Infinity
+
+    server = Infinity(tmp_path_factory.mktemp("infinity"))
+    yield server
+    server.stop()

@@ -35,12 +35,14 @@ from mlcommons.core.serving import undeploy as undeploys
 from mlcommons.core.serving import units
 from mlcommons.core.serving.spec import ServingSpec
 from mlcommons.core.tasks import jobs, replies
-from mlcommons.errors import NodeError
+from mlcommons.errors import MLError, NodeError
 from mlcommons.ids import new_id, new_node_id, now_ms
 from mlcommons.store import keys as K
+from mlcommons.types import FunctionName
 from workers.fetch import fetch_and_extract, fetch_definition
 from workers.inference import DeploymentServer
 from workers.modelcache import ModelCache
+from workers.remote import RemoteServer
 from workers.runtimes import Runtime, load_runtime
 from workers.shared_worker import ThreadWorker
 from workers.shared_worker import serve as serve_shared_queue
@@ -80,13 +82,14 @@ def stable_node_id(data_dir: Path) -> str:
 class Hosted:
     model_id: str
     sha256: str
-    runtime: Runtime
-    server: DeploymentServer
+    runtime: Runtime | None  # None for a remote model
+    server: DeploymentServer | RemoteServer
     loaded_at: int = field(default_factory=now_ms)
 
     def stop(self) -> None:
         self.server.stop()
-        self.runtime.close()
+        if self.runtime is not None:
+            self.runtime.close()
 
 
 class DeployCancelled(NodeError):
@@ -225,6 +228,10 @@ class WorkerNode:
                 hosted = self.hosted.get(model_id)
             if hosted is not None and hosted.sha256 == model.get("model_content_hash_value"):
                 result = "already deployed"
+            elif model.get("algorithm") == FunctionName.REMOTE.value:
+                self._check_capacity(model_id)
+                self._install_remote(task_id, model_id, model)
+                result = "deployed"
             else:
                 self._check_capacity(model_id)
                 self._install(task_id, model_id, source_id, model, unit)
@@ -298,6 +305,28 @@ class WorkerNode:
         with self._lock:
             old = self.hosted.pop(model_id, None)
             self.hosted[model_id] = Hosted(model_id, model.get("model_content_hash_value", ""), runtime, server)
+        server.start()
+        deploys.set_progress(self.ctx, task_id, self.node_id, "serving")
+        if old is not None:
+            old.stop()
+
+    def _install_remote(self, task_id: str, model_id: str, model: dict) -> None:
+        """A remote model: nothing to fetch; its connector (its own, or the one it names) with the
+        credential opened by this node's master key, and a server that calls the provider."""
+        connector = model.get("connector")
+        if connector is None:
+            connector = self.ctx.docs.get(K.CONNECTOR, model.get("connector_id") or "")
+            if connector is None:
+                raise NodeError(f"Failed to find connector:{model.get('connector_id')}")
+        try:
+            credential = self.ctx.secrets.open(connector.get("credential") or {})
+        except MLError as exc:
+            raise NodeError(f"cannot open the connector's credential on node {self.node_id}: {exc.reason}") from None
+        server = RemoteServer(self.ctx.redis_url, self.ctx.keys, self.ctx.settings, self.node_id, model_id,
+                              connector, credential)
+        with self._lock:
+            old = self.hosted.pop(model_id, None)
+            self.hosted[model_id] = Hosted(model_id, model.get("model_content_hash_value", ""), None, server)
         server.start()
         deploys.set_progress(self.ctx, task_id, self.node_id, "serving")
         if old is not None:

@@ -131,7 +131,8 @@ class Services:
         await pipe.execute()
         await self.refresh_settings()
 
-    async def infer(self, unit_id: str, kind: str, texts: list[str], *, query: str | None = None,
+    async def infer(self, unit_id: str, kind: str, texts: list[str] | None, *, query: str | None = None,
+                    parameters: dict | None = None,
                     timeout: float | None = None, priority: bool = False, asleep: bool = False,
                     auto_deploy: bool = False):
         """One prediction on ``unit_id`` (``kind``: embed, sparse or similarity, the last with
@@ -151,6 +152,8 @@ class Services:
             call = lambda t: self.predict.sparse(unit_id, texts, t, priority=priority)  # noqa: E731
         elif kind == "similarity":
             call = lambda t: self.predict.similarity(unit_id, query, texts, t, priority=priority)  # noqa: E731
+        elif kind == "remote":  # a remote model: the call's parameters and text_docs go to its node
+            call = lambda t: self.predict.remote(unit_id, parameters, texts, t, priority=priority)  # noqa: E731
         else:
             raise ValueError(f"unknown prediction kind {kind!r}")
         try:

@@ -7,8 +7,8 @@ from functools import cached_property
 import redis
 from rq import Queue
 
-from mlcommons.settings import Settings, static_values
 from mlcommons.core.remote.secrets import MasterKey, master_key
+from mlcommons.settings import Settings, static_values
 from mlcommons.store import schema
 from mlcommons.store.connection import sync_client
 from mlcommons.store.documents import DocumentStore

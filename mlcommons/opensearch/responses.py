@@ -57,6 +57,8 @@ def public_model(doc: dict[str, Any]) -> dict[str, Any]:
         out.pop("planning_worker_nodes", None)
     if not out.get("deploy_to_all_nodes"):
         out.pop("deploy_to_all_nodes", None)
+    if isinstance(out.get("connector"), dict):  # a remote model's own connector: never its credential
+        out["connector"] = public_connector(out["connector"])
     return out
 
 

@@ -137,9 +137,10 @@ class OpenSearchService:
         """The few fields the prediction path needs (cached for a second); 404 if unknown."""
         return await self._svc.model_info(model_id)
 
-    async def predict(self, model_id: str, info: dict[str, Any], kind: str, texts: list[str],
-                      query: str | None = None):
+    async def predict(self, model_id: str, info: dict[str, Any], kind: str, texts: list[str] | None,
+                      query: str | None = None, parameters: dict | None = None):
         """Run one prediction (``kind``: embed, sparse or similarity) within
         ``mlcommons.predict.timeout_seconds``, waking a deployment scaled to zero and deploying a
         model nobody serves first (auto-deploy on the first predict)."""
-        return await self._svc.infer(model_id, kind, texts, query=query, asleep=info["asleep"], auto_deploy=True)
+        return await self._svc.infer(model_id, kind, texts, query=query, parameters=parameters,
+                                     asleep=info["asleep"], auto_deploy=True)

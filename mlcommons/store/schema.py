@@ -56,6 +56,7 @@ class ModelDoc(ServingUnitDoc, total=False):
     total_chunks: int
     is_hidden: bool
     connector_id: str              # a remote model's connector
+    connector: dict[str, Any]      # or its own (ConnectorDoc's fields, the credential sealed)
     _version: int                  # the OpenSearch document version of updates
     _es: dict[str, Any]            # an Elasticsearch trained model's config (elasticsearch/trained_models.py)
     _es_parts: dict[str, Any]      # its definition parts received so far

@@ -16,7 +16,7 @@ from mlcommons.store.documents import Tx
 from mlcommons.types import FrameworkType, FunctionName, ModelFormat, ModelState
 
 SUPPORTED_FUNCTIONS = {FunctionName.TEXT_EMBEDDING, FunctionName.SPARSE_ENCODING, FunctionName.SPARSE_TOKENIZE,
-                       FunctionName.TEXT_SIMILARITY}
+                       FunctionName.TEXT_SIMILARITY, FunctionName.REMOTE}
 MAX_CHUNK_BYTES = 10_000_000
 
 

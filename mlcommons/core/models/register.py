@@ -17,17 +17,18 @@ from mlcommons.core.context import Context
 from mlcommons.core.models import download, pretrained
 from mlcommons.core.models import groups as model_groups
 from mlcommons.core.models import records as models
+from mlcommons.core.remote import connectors
 from mlcommons.core.serving import deploy as deploys
 from mlcommons.core.serving import lifecycle
 from mlcommons.core.serving.lifecycle import Event
 from mlcommons.core.tasks import records as tasks
-from mlcommons.errors import BadRequest, TooLarge
+from mlcommons.errors import BadRequest, NotFound, TooLarge
 from mlcommons.ids import new_id, now_ms
 from mlcommons.store import capacity
 from mlcommons.store import keys as K
 from mlcommons.store.documents import Tx
 from mlcommons.store.modelstore import write_chunks
-from mlcommons.types import ModelState, TaskState, TaskType
+from mlcommons.types import FunctionName, ModelState, TaskState, TaskType
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ def register(ctx: Context, body: dict[str, Any], *, deploy: bool = False) -> dic
     model_groups.check_no_acl(body)
     name = models.name_of(body)
     fn = models.function_name(body)
+    if fn is FunctionName.REMOTE:
+        return register_remote(ctx, body, name, deploy=deploy or bool(body.get("deploy_model")))
     url = body.get("url")
     extra = models.optional_fields(body)
     group_id = models.optional_group_id(body)
@@ -86,6 +89,50 @@ def register(ctx: Context, body: dict[str, Any], *, deploy: bool = False) -> dic
 
     jobs.enqueue_register(ctx, task_id, model_id, name)
     return {"task_id": task_id, "status": TaskState.CREATED.value}
+
+
+def register_remote(ctx: Context, body: dict[str, Any], name: str, *, deploy: bool) -> dict[str, Any]:
+    """A remote model: nothing to download, so it is REGISTERED at once, with its REGISTER_MODEL
+    task COMPLETED, as ML Commons answers (the reply carries the model id). It names a connector
+    (``connector_id``, which wins) or holds one (``connector``, its credential sealed here)."""
+    connectors.check_enabled(ctx)
+    extra = models.optional_fields(body)
+    group_id = models.optional_group_id(body)
+    connector_id = body.get("connector_id")
+    if connector_id is not None and (not isinstance(connector_id, str) or not connector_id.strip()):
+        connector_id = None
+    if connector_id is not None:
+        if ctx.docs.get(K.CONNECTOR, connector_id) is None:
+            raise NotFound(f"Failed to find connector:{connector_id}")
+        extra["connector_id"] = connector_id
+    else:
+        inline = body.get("connector")
+        if not isinstance(inline, dict) or not inline:
+            raise BadRequest("You must provide connector content when creating a remote model without connector "
+                             "id!")
+        connector = connectors.parse({"name": name, "version": "1", **inline})
+        if not any(a["action_type"] == "PREDICT" for a in connector["actions"]):
+            raise BadRequest("Connector endpoint is required when creating a remote model without connector id!")
+        connectors.check_urls(ctx, connector)
+        connector["credential"] = ctx.secrets.seal(connector["credential"])
+        extra["connector"] = connector
+    model_id = new_id()
+
+    def tx_body(tx: Tx) -> str:
+        gid, version, _ = model_groups.take_version(tx, ctx, name, group_id)
+        doc = models.new_model_doc(name=name, group_id=gid, version=version, fn=FunctionName.REMOTE, fmt=None,
+                                   config=None, state=ModelState.REGISTERED, extra=extra)
+        doc["last_registered_time"] = doc["created_time"]
+        tx.put(K.MODEL, model_id, doc, created=doc["created_time"])
+        task = tasks.new_task(TaskType.REGISTER_MODEL, model_id, FunctionName.REMOTE.value, [],
+                              state=TaskState.COMPLETED)
+        return tasks.create(tx, task)
+
+    task_id = ctx.docs.transact(tx_body)
+    reply = {"task_id": task_id, "status": TaskState.CREATED.value, "model_id": model_id}
+    if deploy:
+        deploys.deploy(ctx, model_id)
+    return reply
 
 
 def declared_size(ctx: Context, body: dict[str, Any]) -> int | None:

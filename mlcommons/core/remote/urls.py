@@ -38,7 +38,7 @@ def check_trusted(url: str, patterns: list[str]) -> None:
         raise BadRequest("Connector URL is not matching the trusted connector endpoint regex")
 
 
-def _private(address: str) -> bool:
+def is_private(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
@@ -62,5 +62,5 @@ def check_host(url: str, private_ip_enabled: bool) -> None:
         infos = socket.getaddrinfo(host, port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise BadRequest(f"{host}: {exc}") from None
-    if any(_private(info[4][0]) for info in infos):
+    if any(is_private(info[4][0]) for info in infos):
         raise BadRequest(f"Remote inference host name has private ip address: {host}")

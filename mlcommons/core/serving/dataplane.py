@@ -7,6 +7,7 @@ A predict request (``Request``) is a msgpack array pushed onto its deployment's 
 the API process's reply list:
     ``Vectors``  text_embedding, text_similarity:  [request_id, OK, rows, dim, float32_bytes]
     ``Sparse``   sparse:                           [request_id, OK, [{token: weight}, ...]]
+    ``Document`` remote:                           [request_id, OK, json_bytes]  (the whole reply)
     ``Failure``  any failure:                      [request_id, ERROR, status, message]
 Vectors travel as raw little-endian float32, never as lists of Python floats. The shapes are
 NamedTuples: msgpack packs them as the arrays above, so the wire stays positional and compact.
@@ -23,6 +24,7 @@ ERROR = 1
 OP_TEXT_EMBEDDING = "text_embedding"
 OP_TEXT_SIMILARITY = "text_similarity"
 OP_SPARSE = "sparse"
+OP_REMOTE = "remote"  # payload: {"parameters": {...}, "text_docs": [...] | None}
 
 
 class Request(NamedTuple):
@@ -35,6 +37,8 @@ class Request(NamedTuple):
 
     @property
     def texts(self) -> list[str]:
+        if self.op == OP_REMOTE:
+            return self.payload.get("text_docs") or []
         return self.payload[1] if self.op == OP_TEXT_SIMILARITY else self.payload
 
 
@@ -52,6 +56,12 @@ class Sparse(NamedTuple):
     maps: list   # {token: weight} per text
 
 
+class Document(NamedTuple):
+    request_id: int
+    status: int  # OK
+    body: bytes  # a remote model's reply, already as the client will read it (JSON)
+
+
 class Failure(NamedTuple):
     request_id: int
     status: int  # ERROR
@@ -59,7 +69,7 @@ class Failure(NamedTuple):
     message: str
 
 
-Reply = Union[Vectors, Sparse, Failure]
+Reply = Union[Vectors, Sparse, Document, Failure]
 
 
 def encode(message: NamedTuple) -> bytes:
@@ -74,7 +84,9 @@ def decode_reply(raw: bytes) -> Reply:
     items = msgpack.unpackb(raw)
     if items[1] != OK:
         return Failure(*items)
-    return Vectors(*items) if len(items) == 5 else Sparse(*items)
+    if len(items) == 5:
+        return Vectors(*items)
+    return Document(*items) if isinstance(items[2], bytes) else Sparse(*items)
 
 # Admission: a request enters the deployment's queue only while someone serves it and the queue
 # holds fewer than its capacity; one script, so the check and the push are one atomic step.

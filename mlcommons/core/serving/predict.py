@@ -88,6 +88,13 @@ class PredictClient:
         reply = await self._call(deployment_id, dp.OP_SPARSE, texts, timeout, priority)
         return reply.maps
 
+    async def remote(self, deployment_id: str, parameters: dict | None, texts: list[str] | None, timeout: float,
+                     *, priority: bool = False) -> bytes:
+        """A remote model's reply, as JSON the client reads (``inference_results``)."""
+        reply = await self._call(deployment_id, dp.OP_REMOTE, {"parameters": parameters, "text_docs": texts},
+                                 timeout, priority)
+        return reply.body
+
     async def _call(self, deployment_id: str, op: str, payload, timeout: float, priority: bool = False) -> dp.Reply:
         request_id = next(self._ids)
         deadline_ms = int((time.time() + timeout) * 1000)

@@ -12,6 +12,7 @@ import numpy as np
 from aiohttp import web
 
 from mlcommons.api.http import OPENSEARCH, read_json, respond
+from mlcommons.core import limits
 from mlcommons.errors import BadRequest, Forbidden
 from mlcommons.types import FunctionName
 
@@ -31,8 +32,12 @@ async def predict(request: web.Request) -> web.Response:
     info = await service.model_info(model_id)
     if info["is_enabled"] is False:
         raise Forbidden("Model is disabled.")
-    texts = _text_docs(body)
     function = info["algorithm"]
+    if function == FunctionName.REMOTE.value:
+        parameters, texts = _remote_input(body)
+        reply = await service.predict(model_id, info, "remote", texts, parameters=parameters)
+        return web.Response(body=reply, content_type="application/json")
+    texts = _text_docs(body)
     query = None
     if function == FunctionName.TEXT_SIMILARITY.value:
         query = body.get("query_text")
@@ -60,6 +65,20 @@ def _similarity_results(scores: np.ndarray) -> list[dict]:
                                 "byte_buffer": {"array": base64.b64encode(score.tobytes()).decode(),
                                                 "order": "LITTLE_ENDIAN"}}]})
     return out
+
+
+def _remote_input(body: dict) -> tuple[dict | None, list[str] | None]:
+    """A remote model's input: ``parameters`` for its connector's templates, and/or ``text_docs``
+    for its pre-process function."""
+    parameters = body.get("parameters")
+    if parameters is not None:
+        if not isinstance(parameters, dict):
+            raise BadRequest("[parameters] must be an object")
+        limits.small_object(parameters, "parameters")
+    texts = _text_docs(body) if body.get("text_docs") is not None else None
+    if parameters is None and texts is None:
+        raise BadRequest("A remote model takes [parameters] (for its connector's request body) or [text_docs]")
+    return parameters, texts
 
 
 def _text_docs(body: dict) -> list[str]:
