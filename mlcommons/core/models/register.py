@@ -22,7 +22,7 @@ from mlcommons.core.serving import deploy as deploys
 from mlcommons.core.serving import lifecycle
 from mlcommons.core.serving.lifecycle import Event
 from mlcommons.core.tasks import records as tasks
-from mlcommons.errors import BadRequest, NotFound, TooLarge
+from mlcommons.errors import BadRequest, MLError, NotFound, TooLarge
 from mlcommons.ids import new_id, now_ms
 from mlcommons.store import capacity
 from mlcommons.store import keys as K
@@ -131,7 +131,10 @@ def register_remote(ctx: Context, body: dict[str, Any], name: str, *, deploy: bo
     task_id = ctx.docs.transact(tx_body)
     reply = {"task_id": task_id, "status": TaskState.CREATED.value, "model_id": model_id}
     if deploy:
-        deploys.deploy(ctx, model_id)
+        try:
+            deploys.deploy(ctx, model_id)
+        except MLError as exc:  # registered all the same: a _deploy, or the first predict, deploys it
+            log.warning("remote model %s registered; its deploy did not start: %s", model_id, exc.reason)
     return reply
 
 
