@@ -18,13 +18,14 @@ from mlcommons.api.events import ServingEvents
 from mlcommons.core import nodes
 from mlcommons.core.context import Context
 from mlcommons.core.serving import deploy as deploys
+from mlcommons.core.serving import ratelimit
 from mlcommons.core.serving import spec as serving_spec
 from mlcommons.core.serving.predict import NoRoute, PredictClient
 from mlcommons.core.tasks import records as tasks
 from mlcommons.core.tasks import replies
 from mlcommons.elasticsearch import deployments
 from mlcommons.elasticsearch.deployments import is_asleep
-from mlcommons.errors import NotFound, RequestTimeout, ServiceUnavailable
+from mlcommons.errors import NotFound, RequestTimeout, ServiceUnavailable, TooManyRequests
 from mlcommons.ids import new_id
 from mlcommons.store import keys as K
 from mlcommons.store.connection import async_client
@@ -51,12 +52,13 @@ class ModelInfoCache:
         if hit is not None and now - hit[0] < self.ttl:
             return hit[1]
         raw = await self.client.hmget(self.keys.doc(K.MODEL, model_id), "algorithm", "is_enabled", "model_state",
-                                      serving_spec.FIELD)
+                                      serving_spec.FIELD, "rate_limiter")
         info = None if raw[0] is None else {
             "algorithm": orjson.loads(raw[0]),
             "is_enabled": True if raw[1] is None else orjson.loads(raw[1]),
             "model_state": orjson.loads(raw[2]) if raw[2] else None,
             "asleep": raw[3] is not None and is_asleep({serving_spec.FIELD: orjson.loads(raw[3])}),
+            "bucket": ratelimit.bucket(orjson.loads(raw[4])) if raw[4] else None,
         }
         if len(self._cache) > 10_000:
             self._cache.clear()
@@ -78,6 +80,7 @@ class Services:
                                      functools.partial(ctx.settings.get, "mlcommons.predict.queue_capacity"))
         self.models = ModelInfoCache(self.aredis, ctx.keys)
         self.events = ServingEvents(self.aredis, ctx.keys.serving_events())
+        self._rate = self.aredis.register_script(ratelimit.TAKE_SCRIPT)
         self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="control")
         self._refresher: asyncio.Task | None = None
 
@@ -221,6 +224,11 @@ class Services:
         if info is None:
             raise NotFound(f"Failed to find model with the provided model id: {model_id}")
         return info
+
+    async def take_token(self, model_id: str, bucket: tuple[float, float]) -> None:
+        """One prediction's token from the model's cluster-wide bucket; 429 when it is empty."""
+        if not await self._rate(keys=[self.keys.rate_limit(model_id)], args=[repr(bucket[0]), repr(bucket[1])]):
+            raise TooManyRequests(ratelimit.THROTTLED)
 
     async def wait_job_replies(self, request_id: str, count: int, timeout: float) -> dict[str, dict]:
         """Collect ``count`` replies that rq jobs push for ``request_id`` (node id -> reply)."""

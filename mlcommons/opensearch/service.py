@@ -142,5 +142,7 @@ class OpenSearchService:
         """Run one prediction (``kind``: embed, sparse or similarity) within
         ``mlcommons.predict.timeout_seconds``, waking a deployment scaled to zero and deploying a
         model nobody serves first (auto-deploy on the first predict)."""
+        if info.get("bucket") is not None:
+            await self._svc.take_token(model_id, info["bucket"])
         return await self._svc.infer(model_id, kind, texts, query=query, parameters=parameters,
                                      asleep=info["asleep"], auto_deploy=True)

@@ -118,6 +118,10 @@ class Keys:
         """Every node's and allocation's in-flight list of one deployment."""
         return f"{self.prefix}:inflight:*:{deployment_id}:*"
 
+    def rate_limit(self, model_id: str) -> str:
+        """Hash: a model's token bucket (tokens, ms of the last take), for the whole cluster."""
+        return f"{self.prefix}:ratelimit:{model_id}"
+
     def replies(self, instance_id: str) -> str:
         """List of msgpack replies for one API process."""
         return f"{self.prefix}:reply:{instance_id}"

@@ -74,3 +74,13 @@ def test_a_remote_model_without_a_connector_is_refused(cluster):
     assert resp.status == 400
     assert "You must provide connector content when creating a remote model without connector id" in \
         resp.body["error"]["reason"]
+
+
+def test_a_rate_limited_model_throttles_the_whole_cluster(cluster, infinity):
+    api = cluster.api
+    model_id = register(api, connector=blueprint(infinity.url, infinity.api_key),
+                        rate_limiter={"limit": "2", "unit": "MINUTES"})
+    statuses = [api.post(f"{ML}/models/{model_id}/_predict", {"text_docs": ["x"]}) for _ in range(3)]
+    assert [r.status for r in statuses] == [200, 200, 429], [r.body for r in statuses]
+    assert statuses[2].body["error"]["reason"] == "Request is throttled at model level."
+    api.post(f"{ML}/models/{model_id}/_undeploy")

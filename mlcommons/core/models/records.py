@@ -158,16 +158,23 @@ def optional_fields(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def rate_limiter(value: Any) -> dict[str, Any]:
-    """ML Commons' ``{"limit": "4", "unit": "MINUTES"}``: stored, not enforced yet."""
+    """ML Commons' ``{"limit": "4", "unit": "MINUTES"}``: at most ``limit`` predictions per ``unit``
+    for the whole cluster (core/serving/ratelimit.py). The limit is kept as a string, as ML
+    Commons keeps it."""
     if not isinstance(value, dict):
         raise BadRequest("[rate_limiter] must be an object")
     for key in value:
         if key not in ("limit", "unit"):
             raise BadRequest(f"[rate_limiter.{key}] is not a known field")
     limit = value.get("limit")
-    if limit is not None and not (isinstance(limit, (int, float, str)) and not isinstance(limit, bool)
-                                  and len(str(limit)) <= 20):
-        raise BadRequest("[rate_limiter.limit] must be a number")
+    if limit is not None:
+        try:
+            number = float(str(limit)) if not isinstance(limit, bool) and len(str(limit)) <= 20 else -1.0
+        except ValueError:
+            number = -1.0
+        if not 0 <= number < 1e12:  # NaN fails too
+            raise BadRequest("Limit field must be a positive number.", error_type="parse_exception")
+        value = {**value, "limit": str(limit)}
     unit = value.get("unit")
     if unit is not None and (not isinstance(unit, str) or unit.upper() not in _TIME_UNITS):
         raise BadRequest(f"[rate_limiter.unit] must be one of {list(_TIME_UNITS)}")
