@@ -104,7 +104,8 @@ class RemoteExecutor:
             params = templates.merge(self.connector.get("parameters") or {}, call, made)
             body = templates.payload(self.action.get("request_body"), params)
             url = templates.fill(self.action["url"], params)
-            urls.check_trusted(url, self.settings.get("plugins.ml_commons.trusted_connector_endpoints_regex"))
+            if not self.connector.get("_es_service"):  # one the server built for an Elasticsearch endpoint
+                urls.check_trusted(url, self.settings.get("plugins.ml_commons.trusted_connector_endpoints_regex"))
             await check_host(url, self.settings.get("plugins.ml_commons.connector.private_ip_enabled"))
             headers = templates.headers(self.action.get("headers") or {}, params, self.credential)
             status, data = await self.send(self.action["method"], url, headers, body, deadline)

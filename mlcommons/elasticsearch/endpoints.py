@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlcommons.core import limits
 from mlcommons.core.context import Context
-from mlcommons.elasticsearch import chunking, deployments, trained_models
+from mlcommons.core.models import records as models
+from mlcommons.core.serving import undeploy as undeploys
+from mlcommons.elasticsearch import chunking, deployments, services, trained_models
 from mlcommons.errors import BadRequest, NotFound
 from mlcommons.ids import now_ms
 from mlcommons.store import keys as K
@@ -40,9 +43,11 @@ def parse(inference_id: str, task_type: str | None, body: dict[str, Any]) -> dic
         raise BadRequest(f"Unknown task_type [{task_type}]; this service supports {', '.join(TASK_TYPES)}",
                          error_type="illegal_argument_exception")
     service = body.get("service")
+    if service in services.SERVICES:
+        return _external(inference_id, task_type, service, body)
     if service != "elasticsearch":
-        raise BadRequest(f"Unknown service [{service}]; this cluster offers the [elasticsearch] service only",
-                         error_type="illegal_argument_exception")
+        raise BadRequest(f"Unknown service [{service}]; this cluster offers the services "
+                         f"[{', '.join(('elasticsearch',) + services.SERVICES)}]", error_type="illegal_argument_exception")
     settings = body.get("service_settings")
     if not isinstance(settings, dict):
         raise validation("[service_settings] does not contain the required setting [service_settings]")
@@ -91,6 +96,34 @@ def parse(inference_id: str, task_type: str | None, body: dict[str, Any]) -> dic
     if chunks is not None:
         out["chunking_settings"] = chunks.to_dict()
     return out
+
+
+def _external(inference_id: str, task_type: str, service: str, body: dict[str, Any]) -> dict[str, Any]:
+    """An endpoint of an external service; the connector that calls it rides along as
+    ``_connector`` until the facade has made the endpoint's hidden remote model."""
+    raw = body.get("service_settings")
+    if not isinstance(raw, dict):
+        raise validation("[service_settings] does not contain the required setting [service_settings]")
+    unknown = sorted(set(body) - {"service", "service_settings", "task_settings", "chunking_settings", "task_type"})
+    if unknown:
+        raise BadRequest(f"Model configuration contains settings [{unknown}] unknown to the [{service}] service",
+                         error_type="status_exception")
+    shown, _, connector = services.parse(service, task_type, raw)
+    task_settings = body.get("task_settings") or {}
+    if not isinstance(task_settings, dict):
+        raise validation("[task_settings] must be an object")
+    limits.small_object(task_settings, "task_settings")
+    chunks = chunking.parse_chunking_settings(body["chunking_settings"]) if "chunking_settings" in body \
+        else chunking.DEFAULT_CHUNKING_SETTINGS
+    out = {"inference_id": inference_id, "task_type": task_type, "service": service, "service_settings": shown,
+           "chunking_settings": chunks.to_dict(), "created_time": now_ms(), "_connector": connector}
+    if task_settings:
+        out["task_settings"] = task_settings
+    return out
+
+
+def is_external(endpoint: dict[str, Any]) -> bool:
+    return endpoint.get("service", "elasticsearch") != "elasticsearch"
 
 
 def check_task_settings(task_settings: dict[str, Any]) -> list[str]:
@@ -181,7 +214,10 @@ def forget(ctx: Context, inference_id: str) -> None:
 
 
 def owned_deployment(endpoint: dict[str, Any]) -> str | None:
-    """The deployment the endpoint started (and stops when deleted); None when it reuses one."""
+    """The deployment the endpoint started (and stops when deleted); None when it reuses one or
+    calls an external service."""
+    if is_external(endpoint):
+        return None
     return None if endpoint["service_settings"].get("deployment_id") else endpoint["inference_id"]
 
 
@@ -194,5 +230,16 @@ def delete(ctx: Context, inference_id: str, task_type: str | None) -> dict[str, 
     owned = owned_deployment(endpoint)
     if owned and deployments.find(ctx, owned):
         deployments.stop_unit(ctx, owned, force=True)
+    if is_external(endpoint):
+        forget_external(ctx, inference_id)
     ctx.docs.delete(K.ENDPOINT, inference_id)
     return {"acknowledged": True, "pipelines": []}
+
+
+def forget_external(ctx: Context, inference_id: str) -> None:
+    """Undeploy and delete the hidden remote model of an external service's endpoint."""
+    model = ctx.docs.get(K.MODEL, inference_id)
+    if model is None or not (model.get("connector") or {}).get("_es_service"):
+        return
+    undeploys.undeploy(ctx, [inference_id])
+    models.delete(ctx, inference_id)

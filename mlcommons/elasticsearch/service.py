@@ -11,8 +11,12 @@ import asyncio
 import time
 from typing import Any
 
+import orjson
+
+from mlcommons.core.models import register as registration
+from mlcommons.core.serving import deploy as deploys
 from mlcommons.core.serving import units
-from mlcommons.elasticsearch import deployments, endpoints, trained_models
+from mlcommons.elasticsearch import deployments, endpoints, services, trained_models
 from mlcommons.elasticsearch import stats as trained_model_stats
 from mlcommons.errors import MLError, NotFound, RequestTimeout
 
@@ -161,6 +165,8 @@ class ElasticsearchService:
         dimensions, as Elasticsearch does. If the start fails, the endpoint and its deployment are
         removed again; if it only times out, the deployment goes on starting."""
         endpoint = endpoints.parse(inference_id, task_type, body)
+        if endpoints.is_external(endpoint):
+            return await self._put_external(endpoint, timeout)
         await self._call(endpoints.check_model, endpoint)
         owned = endpoints.owned_deployment(endpoint)
         settings = endpoints.start_settings(endpoint) if owned else None
@@ -184,6 +190,44 @@ class ElasticsearchService:
                     await self._call(deployments.stop_unit, owned)
                 raise
         return endpoints.view(endpoint)
+
+    async def _put_external(self, endpoint: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """An endpoint of an external service: its hidden remote model is registered and deployed,
+        then one call to the provider checks it and gives the dimensions, as Elasticsearch does.
+        If any of it fails, nothing of it stays."""
+        inference_id = endpoint["inference_id"]
+        connector = endpoint.pop("_connector")
+        per_minute = endpoint["service_settings"]["rate_limit"]["requests_per_minute"]
+        begun = time.monotonic()
+        await self._call(registration.register_endpoint_model, inference_id, connector,
+                         {"limit": str(per_minute), "unit": "MINUTES"})
+        try:
+            await self._call(endpoints.create, endpoint)
+            try:
+                task = await self._call(deploys.deploy, inference_id)
+                await self._svc.wait_serving(inference_id, task["task_id"], begun + timeout)
+                vectors = await self.embed_remote(inference_id, ["test"], max(0.1, begun + timeout - time.monotonic()))
+                settings = {**endpoint["service_settings"], "dimensions": len(vectors[0]), "similarity": "cosine",
+                            "element_type": "float"}
+                endpoint["service_settings"] = settings
+                await self._call(endpoints.record_service_settings, inference_id, settings)
+            except BaseException:
+                await self._call(endpoints.forget, inference_id)
+                raise
+        except BaseException:
+            await self._call(endpoints.forget_external, inference_id)
+            raise
+        return endpoints.view(endpoint)
+
+    async def embed_remote(self, unit_id: str, texts: list[str], timeout: float, *, priority: bool = False
+                           ) -> list[list[float]]:
+        """Embeddings from an external service's endpoint (its hidden remote model), within the
+        endpoint's rate limit."""
+        info = await self._svc.model_info(unit_id)
+        if info.get("bucket") is not None:
+            await self._svc.take_token(unit_id, info["bucket"])
+        reply = await self._svc.infer(unit_id, "remote", texts, timeout=timeout, priority=priority)
+        return services.embeddings_of(orjson.loads(reply))
 
     async def endpoints(self, inference_id: str | None, task_type: str | None) -> list[dict[str, Any]]:
         return await self._call(endpoints.listing, inference_id, task_type)

@@ -48,8 +48,9 @@ class OpenSearchService:
         return await self._call(models.get_doc, model_id)
 
     async def search_models(self, body: dict | None) -> dict:
-        return await self._svc.run(lambda: self._search(K.MODEL, models.all_docs(self._ctx),
-                                                        responses.public_model, body))
+        # Hidden models (those that serve Elasticsearch endpoints of external services) are not listed.
+        visible = ((i, d) for i, d in models.all_docs(self._ctx) if not d.get("is_hidden"))
+        return await self._svc.run(lambda: self._search(K.MODEL, visible, responses.public_model, body))
 
     async def update_model(self, model_id: str, body: dict[str, Any]) -> int:
         try:

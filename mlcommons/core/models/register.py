@@ -138,6 +138,27 @@ def register_remote(ctx: Context, body: dict[str, Any], name: str, *, deploy: bo
     return reply
 
 
+def register_endpoint_model(ctx: Context, model_id: str, connector: dict[str, Any],
+                            rate_limiter: dict[str, Any] | None = None) -> None:
+    """A hidden remote model that serves an Elasticsearch inference endpoint of an external
+    service (elasticsearch/services.py), under the endpoint's id; its connector was built by the
+    server, not sent by a client, so it is not held to the trusted-endpoint patterns."""
+    sealed = {**connector, "credential": ctx.secrets.seal(connector["credential"]), "_es_service": True}
+
+    def tx_body(tx: Tx) -> None:
+        if tx.get(K.MODEL, model_id) is not None:
+            raise BadRequest(f"Inference endpoint IDs must be unique: a model with the id [{model_id}] exists",
+                             error_type="status_exception")
+        doc = models.new_model_doc(name=model_id, group_id=None, version="1", fn=FunctionName.REMOTE, fmt=None,
+                                   config=None, state=ModelState.REGISTERED,
+                                   extra={"connector": sealed, "is_hidden": True,
+                                          "description": f"inference endpoint [{model_id}]",
+                                          **({"rate_limiter": rate_limiter} if rate_limiter else {})})
+        tx.put(K.MODEL, model_id, doc, created=doc["created_time"])
+
+    ctx.docs.transact(tx_body)
+
+
 def declared_size(ctx: Context, body: dict[str, Any]) -> int | None:
     """The archive size a register by URL may declare (``model_content_size_in_bytes``): within
     max_model_size and the room left in the model store, refused at once otherwise."""

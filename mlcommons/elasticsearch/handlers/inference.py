@@ -91,16 +91,20 @@ async def infer(request: web.Request) -> web.Response:
                                  error_type="action_request_validation_exception")
             scores = await service.infer(unit, "similarity", inputs, timeout, query=query, priority=priority)
             return respond({"rerank": _rerank(scores, inputs, task_settings)})
+        remote = endpoints.is_external(endpoint)
         if chunked:
-            return respond({task_type: await _chunked(service, unit, task_type, endpoint, inputs, timeout, priority)})
-        return respond({task_type: await _results(service, unit, task_type, inputs, timeout, priority)})
+            return respond({task_type: await _chunked(service, unit, task_type, endpoint, inputs, timeout, priority,
+                                                      remote)})
+        return respond({task_type: await _results(service, unit, task_type, inputs, timeout, priority, remote)})
     except NoRoute:
         raise MLError(f"Trained model deployment [{unit}] is not allocated to any nodes", status=409,
                       error_type="status_exception") from None
 
 
 async def _results(service, unit: str, task_type: str, texts: list[str], timeout: float,
-                   priority: bool = False) -> list[dict]:
+                   priority: bool = False, remote: bool = False) -> list[dict]:
+    if remote:  # an external service's endpoint
+        return [{"embedding": row} for row in await service.embed_remote(unit, texts, timeout, priority=priority)]
     if task_type == "text_embedding":
         vectors = (await service.infer(unit, "embed", texts, timeout, priority=priority)).vectors
         return [{"embedding": row} for row in vectors]
@@ -109,12 +113,12 @@ async def _results(service, unit: str, task_type: str, texts: list[str], timeout
 
 
 async def _chunked(service, unit: str, task_type: str, endpoint: dict, inputs: list[str], timeout: float,
-                   priority: bool = False) -> list[dict]:
+                   priority: bool = False, remote: bool = False) -> list[dict]:
     raw = endpoint.get("chunking_settings")
     settings = chunking.parse_chunking_settings(raw) if raw else chunking.DEFAULT_CHUNKING_SETTINGS
     spans = [chunking.chunk(text, settings) for text in inputs]
     pieces = [text[start:end] for text, found in zip(inputs, spans) for start, end in found]
-    results = await _results(service, unit, task_type, pieces, timeout, priority)
+    results = await _results(service, unit, task_type, pieces, timeout, priority, remote)
     key = "embedding"
     out, i = [], 0
     for found in spans:
