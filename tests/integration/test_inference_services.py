@@ -50,3 +50,19 @@ def test_external_service_settings_are_checked(cluster):
     resp = cluster.api.put("/_inference/rerank/oa-rerank", {"service": "openai", "service_settings": {
         "api_key": "k", "model_id": "m"}})
     assert resp.status == 400 and "does not support task type [rerank]" in resp.body["error"]["reason"]
+
+
+def test_a_custom_service_fills_its_template_and_reads_its_path(cluster, infinity):
+    api = cluster.api
+    body = {"service": "custom", "service_settings": {
+        "url": f"{infinity.url}/embeddings", "headers": {"Authorization": "Bearer ${api_key}"},
+        "secret_parameters": {"api_key": infinity.api_key},
+        "request": '{"input": ${input}, "model": "dummy/model"}',
+        "response": {"json_parser": {"text_embeddings": "$.data[*].embedding"}}}}
+    created = api.put("/_inference/text_embedding/infinity-custom", body)
+    assert created.status == 200, created.body
+    assert "secret_parameters" not in created.body["service_settings"]
+    assert infinity.api_key not in str(api.get("/_inference/text_embedding/infinity-custom").body)
+    resp = api.post("/_inference/text_embedding/infinity-custom", {"input": ["custom"]})
+    assert [e["embedding"] for e in resp.body["text_embedding"]] == infinity.embed(["custom"])
+    assert api.delete("/_inference/text_embedding/infinity-custom").status == 200
