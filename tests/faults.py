@@ -19,7 +19,10 @@ class FaultProxy:
         self.target = target.rstrip("/")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.faults: list[str] = []  # consumed one per request: "429", "429:0.3" (Retry-After), "slow:2", "reset"
+        # consumed one per request: "429", "429:0.3" (Retry-After), "slow:2", "reset", or "answer:<json>"
+        # (a provider's reply given by the proxy itself, for a request the provider would refuse)
+        self.faults: list[str] = []
+        self.seen: list[tuple[dict[str, str], bytes]] = []  # each request's headers and body
         self.arrivals: list[float] = []
         self.in_flight = 0
         self.most_in_flight = 0
@@ -35,6 +38,7 @@ class FaultProxy:
         with self._lock:
             self.faults = list(faults)
             self.arrivals = []
+            self.seen = []
             self.most_in_flight = 0
 
     def _run(self) -> None:
@@ -56,6 +60,11 @@ class FaultProxy:
             self.in_flight += 1
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
+            body = await request.read()
+            with self._lock:
+                self.seen.append((dict(request.headers), body))
+            if fault and fault.startswith("answer:"):
+                return web.Response(body=fault.split(":", 1)[1], content_type="application/json")
             if fault == "reset":
                 request.transport.abort()
                 return web.Response(status=500)
@@ -65,7 +74,6 @@ class FaultProxy:
                 status, _, retry_after = fault.partition(":")
                 headers = {"Retry-After": retry_after} if retry_after else {}
                 return web.json_response({"error": f"injected {status}"}, status=int(status), headers=headers)
-            body = await request.read()
             headers = {k: v for k, v in request.headers.items() if k.lower() in ("authorization", "content-type")}
             async with self._session.request(request.method, self.target + request.path_qs, data=body,
                                              headers=headers) as upstream:

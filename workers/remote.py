@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import hashlib
 import logging
 import random
 import threading
@@ -108,14 +109,14 @@ class RemoteExecutor:
                 urls.check_trusted(url, self.settings.get("plugins.ml_commons.trusted_connector_endpoints_regex"))
             await check_host(url, self.settings.get("plugins.ml_commons.connector.private_ip_enabled"))
             headers = templates.headers(self.action.get("headers") or {}, params, self.credential)
-            status, data = await self.send(self.action["method"], url, headers, body, deadline)
+            status, data = await self.send(self.action["method"], url, headers, body, deadline, params)
             tensors = functions.postprocess(self.action.get("post_process_function"), data,
                                             params.get("response_filter"))
             results.append({"output": tensors, "status_code": status})
         return orjson.dumps({"inference_results": results})
 
     async def send(self, method: str, url: str, headers: dict[str, str], body: str | None,
-                   deadline: float) -> tuple[int, bytes]:
+                   deadline: float, params: dict[str, str | None] | None = None) -> tuple[int, bytes]:
         method = method.upper()
         if method not in ("POST", "GET", "PUT", "DELETE"):
             raise RemoteError(400, "unsupported http method")
@@ -127,7 +128,9 @@ class RemoteExecutor:
         attempt = 0
         while True:
             try:
-                return await self._once(method, url, headers, body, deadline)
+                signed = self._signed(method, url, headers, body, params or {}) \
+                    if self.connector.get("protocol") == "aws_sigv4" else headers
+                return await self._once(method, url, signed, body, deadline)
             except RemoteError as error:
                 limit = config["max_retry_times"]
                 if not error.retryable or limit == 0 or (limit != -1 and attempt >= limit):
@@ -140,6 +143,27 @@ class RemoteExecutor:
                     raise
                 await asyncio.sleep(delay)
                 attempt += 1
+
+    def _signed(self, method: str, url: str, headers: dict[str, str], body: str | None,
+                params: dict[str, str | None]) -> dict[str, str]:
+        """AWS Signature Version 4 (botocore's signer), made afresh for each attempt: the service
+        and region from the parameters, else the credential, as ML Commons takes them."""
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+
+        credential = self.credential
+        service = params.get("service_name") or credential.get("service_name")
+        region = params.get("region") or credential.get("region")
+        data = body.encode() if body else b""
+        headers = {k: v for k, v in headers.items()}
+        for name in list(headers):
+            if name.lower() == "x-amz-content-sha256" and headers[name] == "required":
+                headers[name] = hashlib.sha256(data).hexdigest()
+        request = AWSRequest(method=method, url=url, data=data, headers=headers)
+        SigV4Auth(Credentials(credential["access_key"], credential["secret_key"], credential.get("session_token")),
+                  service, region).add_auth(request)
+        return dict(request.headers.items())
 
     async def _once(self, method: str, url: str, headers: dict[str, str], body: str | None,
                     deadline: float) -> tuple[int, bytes]:

@@ -90,3 +90,35 @@ def test_a_burst_through_few_connections_all_completes(cluster, infinity, proxy)
     # Each node kept to its connector's max_connection.
     assert proxy.most_in_flight <= 4 * len(cluster.nodes)
     cluster.api.post(f"{ML}/models/{model_id}/_undeploy")
+
+
+def test_an_aws_sigv4_connector_signs_each_request(cluster, proxy):
+    import hashlib
+
+    connector = {
+        "protocol": "aws_sigv4", "parameters": {"region": "us-east-1", "service_name": "bedrock"},
+        "credential": {"access_key": "AKIDEXAMPLE", "secret_key": "wJalrXUtnFEMI", "session_token": "TOKEN"},
+        "actions": [{"action_type": "predict", "method": "POST", "url": f"{proxy.url}/model/titan/invoke",
+                     "headers": {"content-type": "application/json", "x-amz-content-sha256": "required"},
+                     "request_body": '{ "inputText": "${parameters.inputText}" }',
+                     "pre_process_function": "connector.pre_process.bedrock.embedding",
+                     "post_process_function": "connector.post_process.bedrock.embedding"}]}
+    resp = cluster.api.post(f"{ML}/models/_register?deploy=true", {"name": "bedrock", "function_name": "remote",
+                                                                   "connector": connector})
+    model_id = resp.body["model_id"]
+    wait_for(lambda: cluster.api.get(f"{ML}/models/{model_id}").body["model_state"] == "DEPLOYED", 60, 0.1,
+             "the deploy")
+    proxy.plan('answer:{"embedding": [0.5, 0.25]}')
+    resp = predict(cluster.api, model_id, "sign me")
+    assert resp.status == 200, resp.body
+    assert resp.body["inference_results"][0]["output"][0]["data"] == [0.5, 0.25]
+    ((headers, body),) = proxy.seen
+    assert body == b'{ "inputText": "sign me" }'
+    authorization = headers["Authorization"]
+    assert authorization.startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+    assert "/us-east-1/bedrock/aws4_request" in authorization and "Signature=" in authorization
+    assert "host" in authorization and "x-amz-date" in authorization
+    assert headers["X-Amz-Security-Token"] == "TOKEN" and headers["X-Amz-Date"].endswith("Z")
+    assert headers["x-amz-content-sha256"] == hashlib.sha256(body).hexdigest()
+    assert "wJalrXUtnFEMI" not in str(headers)
+    cluster.api.post(f"{ML}/models/{model_id}/_undeploy")
