@@ -220,6 +220,10 @@ class RemoteServer:
         self.redis_url, self.keys, self.settings = redis_url, keys, settings
         self.node_id, self.deployment_id = node_id, deployment_id
         self.connector, self.credential = connector, credential
+        if not any(a.get("action_type") == "PREDICT" for a in connector.get("actions") or []):
+            # refused here, so that the deploy fails with it rather than a server that never starts
+            raise MLError("Connector endpoint is required when creating a remote model without connector id!",
+                          status=400)
         self.config = client_config(connector)
         self.counters = Counters()
         self._queue = keys.predict_queue(deployment_id)
