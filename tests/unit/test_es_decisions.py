@@ -115,7 +115,7 @@ def test_an_endpoint_that_names_no_deployment_owns_its_own():
 
 @pytest.mark.parametrize("task_type, body, message", [
     ("translation", ENDPOINT, "Unknown task_type [translation]"),
-    ("text_embedding", {**ENDPOINT, "service": "openai"}, "Unknown service [openai]"),
+    ("text_embedding", {**ENDPOINT, "service": "watsonxai"}, "Unknown service [watsonxai]"),
     ("text_embedding", {**ENDPOINT, "service_settings": [1]}, "does not contain the required setting"),
     ("text_embedding", {**ENDPOINT, "service_settings": {"model_id": "m", "num_allocations": 1}},
      "does not contain the required setting [num_threads]"),
