@@ -35,6 +35,19 @@ from mlcommons.stack.procutil import free_port  # noqa: E402
 from tests.providers import MODEL, Infinity  # noqa: E402
 
 ML = "/_plugins/_ml"
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """User + system CPU each process has used so far (/proc)."""
+    out = {}
+    for name, pid in pids.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            out[name] = (int(fields[11]) + int(fields[12])) / TICK
+        except (OSError, IndexError, ValueError):
+            out[name] = 0.0
+    return out
 
 
 async def load(url: str, bodies: list[bytes], headers: dict[str, str], concurrency: int) -> dict:
@@ -103,17 +116,27 @@ def main() -> int:
                       lambda text: json.dumps({"input": [text], "model": MODEL}).encode())
             served = (f"{api.base}{ML}/models/{model_id}/_predict", {"Content-Type": "application/json"},
                       lambda text: json.dumps({"text_docs": [text]}).encode())
+            run_dir = work / "data" / "run"
+            pids = {p.stem: int(p.read_text()) for p in run_dir.glob("*.pid")}
+            pids.pop("dashboard", None)
+            pids["provider"] = provider.proc.pid
+            pids["load"] = os.getpid()
             runs: dict[str, list[dict]] = {}
             for _ in range(2):
                 for name, (url, headers, body) in (("direct", direct), ("served", served)):
                     texts = [f"a sentence of ordinary length, number {i}" for i in range(args.burst)]
                     asyncio.run(load(url, [body(t) for t in texts[:50]], headers, 8))  # warm-up
                     latency = asyncio.run(load(url, [body(t) for t in texts[:args.requests]], headers, 1))
+                    before = cpu_seconds(pids)
                     burst = asyncio.run(load(url, [body(t) for t in texts], headers, args.concurrency))
+                    after = cpu_seconds(pids)
+                    burst["cpu_ms_per_request"] = {n: round((after[n] - before[n]) * 1000 / len(texts), 3)
+                                                   for n in pids}
                     runs.setdefault(name, []).append({"latency": latency, "burst": burst})
                     print(f"{name:7} 1 client p50 {latency['p50_ms']:.2f} ms p99 {latency['p99_ms']:.2f} ms; "
                           f"{args.concurrency} clients {burst['per_second']:.0f}/s "
-                          f"({burst['failures']} failed)", flush=True)
+                          f"({burst['failures']} failed); CPU ms per request {burst['cpu_ms_per_request']}",
+                          flush=True)
         finally:
             stack.send_signal(signal.SIGINT)
             stack.wait(120)

@@ -259,35 +259,82 @@ class RemoteServer:
         limit = self.config["max_connection"]
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit, limit_per_host=limit))
         executor = RemoteExecutor(self.connector, self.credential, self.settings, session)
-        slots = asyncio.Semaphore(limit)
+        take = client.register_script(dp.TAKE_SCRIPT)
         running: set[asyncio.Task] = set()
+        self._answers: list[tuple[str, bytes, bytes]] = []
+        self._answered = asyncio.Event()
+        flusher = asyncio.create_task(self._flush_answers(client))
         self._ready.set()
+
+        def serve(raw: bytes) -> None:
+            task = asyncio.create_task(self._serve(executor, raw))
+            running.add(task)
+            task.add_done_callback(running.discard)
+
         try:
             while not self._stopping.is_set():
-                await slots.acquire()
+                if len(running) >= limit:  # every connection busy: wait for one to free
+                    await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    continue
                 try:
                     raw = await client.blmove(self._queue, self._inflight, 0.5, "LEFT", "RIGHT")
+                    if raw is None:
+                        continue
+                    serve(raw)
+                    # Under load (others still in flight), what else is queued comes in the same
+                    # round trip; an idle model does not pay for the look.
+                    if 1 < len(running) < limit:
+                        for more in await take(keys=[self._queue, self._inflight], args=[limit - len(running)]):
+                            serve(more)
                 except (aioredis.ConnectionError, OSError) as exc:
-                    slots.release()
                     log.warning("remote model %s: Redis unavailable (%s); retrying", self.deployment_id, exc)
                     await asyncio.sleep(0.5)
-                    continue
-                if raw is None:
-                    slots.release()
-                    continue
-                task = asyncio.create_task(self._serve(client, executor, raw, slots))
-                running.add(task)
-                task.add_done_callback(running.discard)
             if running:
                 await asyncio.wait(running, timeout=10)
+            self._answered.set()
+            await asyncio.sleep(0)
         finally:
+            flusher.cancel()
+            await self._push_answers(client)
             await session.close()
             # Whatever is still recorded in flight was never answered: back to the queue.
             while await client.lmove(self._inflight, self._queue, "RIGHT", "LEFT"):
                 pass
             await client.aclose()
 
-    async def _serve(self, client, executor: RemoteExecutor, raw: bytes, slots: asyncio.Semaphore) -> None:
+    async def _flush_answers(self, client) -> None:
+        """Push the replies that finished since the last push, in one round trip: under load one
+        push carries many, and the API process that waits for them wakes once for all of them."""
+        while True:
+            await self._answered.wait()
+            self._answered.clear()
+            try:
+                await self._push_answers(client)
+            except (aioredis.ConnectionError, OSError) as exc:
+                log.warning("remote model %s: could not answer requests (%s)", self.deployment_id, exc)
+                await asyncio.sleep(0.2)
+                self._answered.set()
+
+    async def _push_answers(self, client) -> None:
+        answers, self._answers = self._answers, []
+        if not answers:
+            return
+        by_key: dict[str, list[bytes]] = {}
+        for reply_key, packed, _ in answers:
+            by_key.setdefault(reply_key, []).append(packed)
+        try:
+            async with client.pipeline(transaction=False) as pipe:
+                for reply_key, packed in by_key.items():
+                    pipe.rpush(reply_key, *packed)
+                    pipe.expire(reply_key, REPLY_TTL_SECONDS)
+                for _, _, raw in answers:
+                    pipe.lrem(self._inflight, 1, raw)
+                await pipe.execute()
+        except BaseException:
+            self._answers = answers + self._answers  # not sent: the next push tries again
+            raise
+
+    async def _serve(self, executor: RemoteExecutor, raw: bytes) -> None:
         req = dp.decode_request(raw)
         now_ms = int(time.time() * 1000)
         try:
@@ -307,8 +354,6 @@ class RemoteServer:
         except Exception as exc:  # a bug must not lose the request
             log.exception("remote model %s: request failed", self.deployment_id)
             reply, outcome = dp.Failure(req.request_id, dp.ERROR, 500, f"{type(exc).__name__}: {exc}"), "error"
-        finally:
-            slots.release()
         with self.counters.lock:
             if outcome == "ok":
                 self.counters.inference_count += len(req.texts) or 1
@@ -318,11 +363,5 @@ class RemoteServer:
             else:
                 self.counters.error_count += 1
             self.counters.last_access_ms = now_ms
-        try:
-            async with client.pipeline(transaction=False) as pipe:
-                pipe.rpush(req.reply_key, dp.encode(reply))
-                pipe.expire(req.reply_key, REPLY_TTL_SECONDS)
-                pipe.lrem(self._inflight, 1, raw)
-                await pipe.execute()
-        except (aioredis.ConnectionError, OSError) as exc:
-            log.warning("remote model %s: could not answer request (%s)", self.deployment_id, exc)
+        self._answers.append((req.reply_key, dp.encode(reply), raw))
+        self._answered.set()
