@@ -32,7 +32,7 @@ LAYERS = {
     "mlcommons.core.tasks": ("mlcommons.core.serving", "mlcommons.core.models", "mlcommons.core.departures"),
     "mlcommons.core.serving": ("mlcommons.core.models", "mlcommons.core.departures"),
     "mlcommons.core.models": ("mlcommons.core.departures",),
-    "mlcommons.core.remote": ("mlcommons.core.serving", "mlcommons.core.models", "mlcommons.core.departures"),
+    "mlcommons.core.remote": ("mlcommons.core.models", "mlcommons.core.departures"),
     "mlcommons.opensearch": ("mlcommons.elasticsearch",) + _UPPER,
     "mlcommons.elasticsearch": ("mlcommons.opensearch",) + _UPPER,
     "mlcommons.cluster": ("mlcommons.opensearch", "mlcommons.api", "mlcommons.stack", "mlcommons.cli"),

@@ -17,6 +17,7 @@ import email.utils
 import hashlib
 import logging
 import random
+import socket
 import threading
 import time
 from typing import Any
@@ -195,21 +196,14 @@ class RemoteExecutor:
 
 async def check_host(url: str, private_ip_enabled: bool) -> None:
     """core/remote/urls.check_host, resolving on the loop."""
+    host, port = urls.target(url)
     if private_ip_enabled:
-        urls.check_host(url, True)
         return
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        urls.check_host(url, False)  # raises with ML Commons' words
-    host = parts.hostname or ""
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, parts.port or 443)
-    except OSError as exc:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
         raise RemoteError(400, f"{host}: {exc}") from None
-    if any(urls.is_private(info[4][0]) for info in infos):
-        raise RemoteError(400, f"Remote inference host name has private ip address: {host}")
+    urls.refuse_private(host, [info[4][0] for info in infos])
 
 
 class RemoteServer:
@@ -291,8 +285,6 @@ class RemoteServer:
                     await asyncio.sleep(0.5)
             if running:
                 await asyncio.wait(running, timeout=10)
-            self._answered.set()
-            await asyncio.sleep(0)
         finally:
             flusher.cancel()
             await self._push_answers(client)

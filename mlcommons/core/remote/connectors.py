@@ -17,6 +17,7 @@ import orjson
 from mlcommons.core import limits
 from mlcommons.core.context import Context
 from mlcommons.core.remote import urls
+from mlcommons.core.serving.lifecycle import ACTIVE_MODEL_STATES
 from mlcommons.errors import BadRequest, Conflict, NotFound
 from mlcommons.ids import new_id, now_ms
 from mlcommons.store import keys as K
@@ -250,7 +251,7 @@ def users(ctx: Context, connector_id: str, *, deployed_only: bool) -> list[str]:
         if model.get("connector_id") != connector_id:
             continue
         if deployed_only and not (model.get("current_worker_nodes")
-                                  or model.get("model_state") in ("DEPLOYING", "DEPLOYED", "PARTIALLY_DEPLOYED")):
+                                  or model.get("model_state") in {s.value for s in ACTIVE_MODEL_STATES}):
             continue
         out.append(model_id)
     return sorted(out)

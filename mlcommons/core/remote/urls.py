@@ -45,9 +45,8 @@ def is_private(address: str) -> bool:
     return ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_reserved
 
 
-def check_host(url: str, private_ip_enabled: bool) -> None:
-    """Refuse a URL that is not http(s), or whose host resolves to a private address (unless
-    allowed). Resolution failures are refused too, with the resolver's words."""
+def target(url: str) -> tuple[str, int]:
+    """The host and port a URL reaches; refused unless it is http(s) with a valid port."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise BadRequest(f"Protocol is not http or https: {parts.scheme}")
@@ -55,12 +54,23 @@ def check_host(url: str, private_ip_enabled: bool) -> None:
         port = parts.port
     except ValueError:
         raise BadRequest(f"Port out of range: {url.rsplit(':', 1)[-1][:20]}") from None
-    host = parts.hostname or ""
+    return parts.hostname or "", port or (443 if parts.scheme == "https" else 80)
+
+
+def refuse_private(host: str, addresses: list[str]) -> None:
+    if any(is_private(address) for address in addresses):
+        raise BadRequest(f"Remote inference host name has private ip address: {host}")
+
+
+def check_host(url: str, private_ip_enabled: bool) -> None:
+    """Refuse a URL that is not http(s), or whose host resolves to a private address (unless
+    allowed). Resolution failures are refused too, with the resolver's words. (The nodes resolve
+    on their event loop: workers/remote.py.)"""
+    host, port = target(url)
     if private_ip_enabled:
         return
     try:
-        infos = socket.getaddrinfo(host, port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise BadRequest(f"{host}: {exc}") from None
-    if any(is_private(info[4][0]) for info in infos):
-        raise BadRequest(f"Remote inference host name has private ip address: {host}")
+    refuse_private(host, [info[4][0] for info in infos])
