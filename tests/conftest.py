@@ -114,3 +114,16 @@ def infinity(tmp_path_factory):
     server = Infinity(tmp_path_factory.mktemp("infinity"))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def infinity_reranker(tmp_path_factory):
+    """A real Cohere-format rerank server on loopback: infinity-emb's torch engine serving a tiny
+    cross-encoder the tests build."""
+    from tests.modelkit import build_tiny_cross_encoder
+    from tests.providers import Infinity
+
+    where = tmp_path_factory.mktemp("reranker")
+    server = Infinity(where, reranker=build_tiny_cross_encoder(where))
+    yield server
+    server.stop()

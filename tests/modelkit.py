@@ -57,6 +57,28 @@ def build_tiny_transformer(
     return out
 
 
+def build_tiny_cross_encoder(dir: Path, *, hidden: int = 32, layers: int = 2, heads: int = 2, seed: int = 0) -> Path:
+    """A random tiny ``BertForSequenceClassification`` with one label (a cross-encoder: what a
+    rerank server loads) folder, safetensors + tokenizer, under ``dir``."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    out = Path(dir) / f"tiny-cross-encoder-h{hidden}-l{layers}-s{seed}"
+    if (out / "config.json").exists():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    src = minilm_path()
+    for name in TOKENIZER_FILES:
+        shutil.copy(src / name, out / name)
+    config = BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                        intermediate_size=hidden * 2, max_position_embeddings=512, num_labels=1)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = BertForSequenceClassification(config)
+    model.save_pretrained(out, safe_serialization=True)
+    return out
+
+
 def build_tiny_sentence_transformer(
     dir: Path,
     *,

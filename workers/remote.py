@@ -26,7 +26,7 @@ import aiohttp
 import orjson
 import redis.asyncio as aioredis
 
-from mlcommons.core.remote import functions, templates, urls
+from mlcommons.core.remote import failures, functions, templates, urls
 from mlcommons.core.remote.connectors import CLIENT_CONFIG
 from mlcommons.core.serving import dataplane as dp
 from mlcommons.errors import MLError
@@ -78,8 +78,10 @@ class RemoteExecutor:
     """Calls one connector's PREDICT action."""
 
     def __init__(self, connector: dict[str, Any], credential: dict[str, str], settings: Settings,
-                 session: aiohttp.ClientSession):
+                 session: aiohttp.ClientSession, entity_id: str = ""):
         self.connector = connector
+        self.entity_id = entity_id  # the model's id: an Elasticsearch endpoint's id in its errors
+        self.es_service = bool(connector.get("_es_service"))  # built by the server for an ES endpoint
         self.credential = credential
         self.settings = settings
         self.session = session
@@ -93,6 +95,7 @@ class RemoteExecutor:
     async def predict(self, payload: dict[str, Any], deadline: float) -> bytes:
         call = payload.get("parameters") or {}
         texts = payload.get("text_docs")
+        query = payload.get("query_text")
         pre = self.action.get("pre_process_function")
         if texts is None:
             chunks: list[list[str] | None] = [None]
@@ -102,11 +105,11 @@ class RemoteExecutor:
             chunks = [texts]
         results = []
         for chunk in chunks:
-            made = functions.preprocess(pre, chunk) if chunk is not None else {}
+            made = functions.preprocess(pre, chunk, query) if chunk is not None else {}
             params = templates.merge(self.connector.get("parameters") or {}, call, made)
             body = templates.payload(self.action.get("request_body"), params)
             url = templates.fill(self.action["url"], params)
-            if not self.connector.get("_es_service"):  # one the server built for an Elasticsearch endpoint
+            if not self.es_service:  # one the server built is not held to the trusted patterns
                 urls.check_trusted(url, self.settings.get("plugins.ml_commons.trusted_connector_endpoints_regex"))
             await check_host(url, self.settings.get("plugins.ml_commons.connector.private_ip_enabled"))
             headers = templates.headers(self.action.get("headers") or {}, params, self.credential)
@@ -181,6 +184,9 @@ class RemoteExecutor:
                 retry_after = _retry_after(response.headers.get("Retry-After"))
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             reason = str(exc) or type(exc).__name__
+            if self.es_service:
+                raise RemoteError(500, failures.elasticsearch_unreachable(self.entity_id, reason),
+                                  retryable=True) from None
             raise RemoteError(500, f"Error communicating with remote model: {reason}", retryable=True) from None
         if len(data) > MAX_REPLY_BYTES:
             raise RemoteError(502, f"Remote service reply is larger than {MAX_REPLY_BYTES} bytes")
@@ -188,10 +194,9 @@ class RemoteExecutor:
             if not data.strip():
                 raise RemoteError(502, "Remote service returned empty response body")
             return status, data
-        text = data.decode(errors="replace")
-        reason = f"Error from remote service: {text}" if text.strip() else \
-            f"Remote service returned error status {status} with empty body"
-        raise RemoteError(status, reason, retryable=status == 429 or status >= 500, retry_after=retry_after)
+        failed = failures.elasticsearch(status, data, self.entity_id, url) if self.es_service \
+            else failures.mlcommons(status, data)
+        raise RemoteError(failed.status, failed.reason, retryable=failed.retryable, retry_after=retry_after)
 
 
 async def check_host(url: str, private_ip_enabled: bool) -> None:
@@ -252,7 +257,7 @@ class RemoteServer:
         client = aioredis.from_url(self.redis_url)
         limit = self.config["max_connection"]
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit, limit_per_host=limit))
-        executor = RemoteExecutor(self.connector, self.credential, self.settings, session)
+        executor = RemoteExecutor(self.connector, self.credential, self.settings, session, self.deployment_id)
         take = client.register_script(dp.TAKE_SCRIPT)
         running: set[asyncio.Task] = set()
         self._answers: list[tuple[str, bytes, bytes]] = []

@@ -156,7 +156,8 @@ class Services:
         elif kind == "similarity":
             call = lambda t: self.predict.similarity(unit_id, query, texts, t, priority=priority)  # noqa: E731
         elif kind == "remote":  # a remote model: the call's parameters and text_docs go to its node
-            call = lambda t: self.predict.remote(unit_id, parameters, texts, t, priority=priority)  # noqa: E731
+            call = lambda t: self.predict.remote(unit_id, parameters, texts, t, query=query,  # noqa: E731
+                                                 priority=priority)
         else:
             raise ValueError(f"unknown prediction kind {kind!r}")
         try:

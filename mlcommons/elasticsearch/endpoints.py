@@ -113,10 +113,15 @@ def _external(inference_id: str, task_type: str, service: str, body: dict[str, A
     if not isinstance(task_settings, dict):
         raise validation("[task_settings] must be an object")
     limits.small_object(task_settings, "task_settings")
+    errors = check_task_settings(task_settings)
+    if errors:
+        raise validation(*errors)
     chunks = chunking.parse_chunking_settings(body["chunking_settings"]) if "chunking_settings" in body \
-        else chunking.DEFAULT_CHUNKING_SETTINGS
+        else None if task_type == "rerank" else chunking.DEFAULT_CHUNKING_SETTINGS
     out = {"inference_id": inference_id, "task_type": task_type, "service": service, "service_settings": shown,
-           "chunking_settings": chunks.to_dict(), "created_time": now_ms(), "_connector": connector}
+           "created_time": now_ms(), "_connector": connector}
+    if chunks is not None:
+        out["chunking_settings"] = chunks.to_dict()
     if task_settings:
         out["task_settings"] = task_settings
     return out

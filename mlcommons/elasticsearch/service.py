@@ -206,11 +206,15 @@ class ElasticsearchService:
             try:
                 task = await self._call(deploys.deploy, inference_id)
                 await self._svc.wait_serving(inference_id, task["task_id"], begun + timeout)
-                vectors = await self.embed_remote(inference_id, ["test"], max(0.1, begun + timeout - time.monotonic()))
-                settings = {**endpoint["service_settings"], "dimensions": len(vectors[0]), "similarity": "cosine",
-                            "element_type": "float"}
-                endpoint["service_settings"] = settings
-                await self._call(endpoints.record_service_settings, inference_id, settings)
+                left = max(0.1, begun + timeout - time.monotonic())
+                if endpoint["task_type"] == "rerank":  # checked with one call too, as Elasticsearch does
+                    await self.rerank_remote(inference_id, "test query", ["how big", "store"], left)
+                else:
+                    vectors = await self.embed_remote(inference_id, ["test"], left)
+                    settings = {**endpoint["service_settings"], "dimensions": len(vectors[0]),
+                                "similarity": "cosine", "element_type": "float"}
+                    endpoint["service_settings"] = settings
+                    await self._call(endpoints.record_service_settings, inference_id, settings)
             except BaseException:
                 await self._call(endpoints.forget, inference_id)
                 raise
@@ -219,15 +223,26 @@ class ElasticsearchService:
             raise
         return endpoints.view(endpoint)
 
-    async def embed_remote(self, unit_id: str, texts: list[str], timeout: float, *, priority: bool = False
-                           ) -> list[list[float]]:
+    async def embed_remote(self, unit_id: str, texts: list[str], timeout: float, *, priority: bool = False,
+                           parameters: dict[str, str] | None = None) -> list[list[float]]:
         """Embeddings from an external service's endpoint (its hidden remote model), within the
         endpoint's rate limit."""
+        reply = await self._remote(unit_id, texts, None, timeout, priority, parameters)
+        return services.embeddings_of(orjson.loads(reply))
+
+    async def rerank_remote(self, unit_id: str, query: str, texts: list[str], timeout: float, *,
+                            priority: bool = False) -> list[float]:
+        """An external rerank service's relevance score for each text, in their order."""
+        reply = await self._remote(unit_id, texts, query, timeout, priority, None)
+        return services.scores_of(orjson.loads(reply))
+
+    async def _remote(self, unit_id: str, texts: list[str], query: str | None, timeout: float, priority: bool,
+                      parameters: dict[str, str] | None) -> bytes:
         info = await self._svc.model_info(unit_id)
         if info.get("bucket") is not None:
             await self._svc.take_token(unit_id, info["bucket"])
-        reply = await self._svc.infer(unit_id, "remote", texts, timeout=timeout, priority=priority)
-        return services.embeddings_of(orjson.loads(reply))
+        return await self._svc.infer(unit_id, "remote", texts, query=query, parameters=parameters or None,
+                                     timeout=timeout, priority=priority)
 
     async def endpoints(self, inference_id: str | None, task_type: str | None) -> list[dict[str, Any]]:
         return await self._call(endpoints.listing, inference_id, task_type)

@@ -1,5 +1,5 @@
 """Elasticsearch's external inference services: ``openai``, ``hugging_face``, ``cohere`` and
-``custom`` endpoints for ``text_embedding``.
+``custom`` endpoints for ``text_embedding``, and ``cohere`` for ``rerank``.
 
 An endpoint of such a service is served like an ML Commons remote model: its settings become a
 connector (URL, headers with the secret, request template, reply path), kept sealed in a hidden
@@ -17,6 +17,12 @@ from mlcommons.errors import BadRequest
 SERVICES = ("openai", "hugging_face", "cohere", "custom")
 OPENAI_URL = "https://api.openai.com/v1/embeddings"
 COHERE_URL = "https://api.cohere.com/v1/embed"
+COHERE_RERANK_URL = "https://api.cohere.com/v1/rerank"
+TASK_TYPES = {"openai": ("text_embedding",), "hugging_face": ("text_embedding",),
+              "cohere": ("text_embedding", "rerank"), "custom": ("text_embedding",)}
+# Elasticsearch's input types as Cohere names them (CohereEmbeddingsTaskSettings).
+COHERE_INPUT_TYPES = {"search": "search_query", "ingest": "search_document", "classification": "classification",
+                      "clustering": "clustering"}
 DEFAULT_RATE = {"openai": 3000, "hugging_face": 3000, "cohere": 10000, "custom": 10000}
 # As Elasticsearch retries a provider (429, 500, 503; its exponential back-off from 1 s).
 CLIENT_CONFIG = {"max_connection": 64, "connection_timeout": 30, "read_timeout": 30, "max_retry_times": -1,
@@ -54,7 +60,7 @@ def _positive(settings: dict, field: str, errors: list[str]) -> int | None:
 def parse(service: str, task_type: str, raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str], dict]:
     """(the service settings GET shows, the secrets, the connector that calls the provider), or a
     400 listing every problem as Elasticsearch does."""
-    if task_type != "text_embedding":
+    if task_type not in TASK_TYPES[service]:
         raise BadRequest(f"The [{service}] service does not support task type [{task_type}]",
                          error_type="status_exception")
     limits.small_object(raw, "service_settings")
@@ -90,6 +96,17 @@ def parse(service: str, task_type: str, raw: dict[str, Any]) -> tuple[dict[str, 
         body, parameters = '{"inputs": ${parameters.input}}', {}
         post, path = None, None  # replies [[...]] or {"embeddings": [[...]]}: read below
         shown = {"url": url}
+    elif service == "cohere" and task_type == "rerank":
+        key = _string(raw, "api_key", errors, required=True)
+        model = _string(raw, "model_id", errors, limit=256)
+        url = _string(raw, "url", errors) or COHERE_RERANK_URL
+        secrets = {"api_key": key or ""}
+        headers = {"Authorization": "Bearer ${credential.api_key}"}
+        body = ('{"query": "${parameters.query}", "documents": ${parameters.documents}, "top_n": ${parameters.top_n}, '
+                '"return_documents": false' + (', "model": "${parameters.model}"' if model else "") + "}")
+        parameters = {"model": model} if model else {}
+        post, path = "connector.post_process.cohere.rerank", None
+        shown = {"url": url, **({"model_id": model} if model else {})}
     elif service == "cohere":
         key = _string(raw, "api_key", errors, required=True)
         model = _string(raw, "model_id", errors, limit=256)
@@ -138,8 +155,9 @@ def parse(service: str, task_type: str, raw: dict[str, Any]) -> tuple[dict[str, 
         pairs = [p for p in query if isinstance(p, list) and len(p) == 2]
         url += ("&" if "?" in url else "?") + "&".join(f"{k}={v}" for k, v in pairs)
     shown["rate_limit"] = {"requests_per_minute": per_minute}
+    pre = "connector.pre_process.cohere.rerank" if task_type == "rerank" else "connector.pre_process.default.embedding"
     action = {"action_type": "PREDICT", "method": "POST", "url": url, "headers": headers, "request_body": body,
-              "pre_process_function": "connector.pre_process.default.embedding"}
+              "pre_process_function": pre}
     if post:
         action["post_process_function"] = post
     connector = {"name": f"{service} endpoint", "version": "1", "protocol": "http", "parameters": parameters,
@@ -153,6 +171,33 @@ def _secret_refs(value: str, secrets: dict[str, str]) -> str:
     for name in secrets:
         value = value.replace("${" + name + "}", "${credential." + name + "}")
     return value
+
+
+def call_parameters(service: str, task_settings: dict[str, Any], input_type: str | None) -> dict[str, str]:
+    """What one inference call adds to the connector's parameters: Cohere's input type (the
+    request's ``input_type``, else the endpoint's task setting) and truncation."""
+    if service != "cohere":
+        return {}
+    out = {}
+    chosen = (input_type or task_settings.get("input_type") or "").lower()
+    if chosen in COHERE_INPUT_TYPES:
+        out["input_type"] = COHERE_INPUT_TYPES[chosen]
+    truncate = task_settings.get("truncate")
+    if isinstance(truncate, str) and truncate.upper() in ("NONE", "START", "END"):
+        out["truncate"] = truncate.upper()
+    return out
+
+
+def scores_of(reply: dict[str, Any]) -> list[float]:
+    """A remote rerank's relevance scores, in the order of the documents."""
+    scores: list[float] = []
+    for result in reply.get("inference_results") or []:
+        for tensor in result.get("output") or []:
+            if tensor.get("name") != "similarity":
+                raise BadRequest("The provider's reply holds no relevance scores", status=502,
+                                 error_type="status_exception")
+            scores.append(float(tensor["data"][0]))
+    return scores
 
 
 def embeddings_of(reply: dict[str, Any]) -> list[list[float]]:

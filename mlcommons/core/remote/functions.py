@@ -13,6 +13,7 @@ from typing import Any, Callable
 import orjson
 
 from mlcommons.core.remote import jsonpath
+from mlcommons.core.remote.templates import escape_json
 from mlcommons.errors import BadRequest
 
 TEXT_DOCS_ONLY = ("This pre_process_function can only support TextDocsInputDataSet which including a list of "
@@ -37,7 +38,9 @@ def _first_text(texts: list[str] | None, query: str | None) -> dict[str, str]:
 def _rerank_in(texts: list[str] | None, query: str | None) -> dict[str, str]:
     if texts is None or query is None:
         raise BadRequest(SIMILARITY_ONLY)
-    return {"query": query, "documents": orjson.dumps(texts).decode(), "top_n": str(len(texts))}
+    # the query goes inside a JSON string of the template ("${parameters.query}"): escaped, as
+    # ML Commons escapes a string parameter
+    return {"query": escape_json(query), "documents": orjson.dumps(texts).decode(), "top_n": str(len(texts))}
 
 
 PRE_PROCESS: dict[str, Callable] = {

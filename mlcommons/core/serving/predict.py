@@ -89,10 +89,12 @@ class PredictClient:
         return reply.maps
 
     async def remote(self, deployment_id: str, parameters: dict | None, texts: list[str] | None, timeout: float,
-                     *, priority: bool = False) -> bytes:
+                     *, query: str | None = None, priority: bool = False) -> bytes:
         """A remote model's reply, as JSON the client reads (``inference_results``)."""
-        reply = await self._call(deployment_id, dp.OP_REMOTE, {"parameters": parameters, "text_docs": texts},
-                                 timeout, priority)
+        payload = {"parameters": parameters, "text_docs": texts}
+        if query is not None:
+            payload["query_text"] = query
+        reply = await self._call(deployment_id, dp.OP_REMOTE, payload, timeout, priority)
         return reply.body
 
     async def _call(self, deployment_id: str, op: str, payload, timeout: float, priority: bool = False) -> dp.Reply:

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from mlcommons.api.http import ELASTICSEARCH, read_json, respond
 from mlcommons.core.serving.predict import NoRoute
-from mlcommons.elasticsearch import chunking, endpoints
+from mlcommons.elasticsearch import chunking, endpoints, services
 from mlcommons.elasticsearch.deployments import parse_time
 from mlcommons.elasticsearch.protocol import boolean, es_errors, param
 from mlcommons.errors import BadRequest, MLError
@@ -89,9 +89,13 @@ async def infer(request: web.Request) -> web.Response:
             if not isinstance(query, str) or not query:
                 raise BadRequest("Validation Failed: 1: Field [query] cannot be null for task type [rerank];",
                                  error_type="action_request_validation_exception")
-            scores = await service.infer(unit, "similarity", inputs, timeout, query=query, priority=priority)
+            if endpoints.is_external(endpoint):
+                scores = await service.rerank_remote(unit, query, inputs, timeout, priority=priority)
+            else:
+                scores = await service.infer(unit, "similarity", inputs, timeout, query=query, priority=priority)
             return respond({"rerank": _rerank(scores, inputs, task_settings)})
-        remote = endpoints.is_external(endpoint)
+        remote = services.call_parameters(endpoint["service"], task_settings, input_type) \
+            if endpoints.is_external(endpoint) else None
         if chunked:
             return respond({task_type: await _chunked(service, unit, task_type, endpoint, inputs, timeout, priority,
                                                       remote)})
@@ -102,9 +106,11 @@ async def infer(request: web.Request) -> web.Response:
 
 
 async def _results(service, unit: str, task_type: str, texts: list[str], timeout: float,
-                   priority: bool = False, remote: bool = False) -> list[dict]:
-    if remote:  # an external service's endpoint
-        return [{"embedding": row} for row in await service.embed_remote(unit, texts, timeout, priority=priority)]
+                   priority: bool = False, remote: dict | None = None) -> list[dict]:
+    """``remote``: the call's parameters when the endpoint is an external service's."""
+    if remote is not None:
+        rows = await service.embed_remote(unit, texts, timeout, priority=priority, parameters=remote)
+        return [{"embedding": row} for row in rows]
     if task_type == "text_embedding":
         vectors = (await service.infer(unit, "embed", texts, timeout, priority=priority)).vectors
         return [{"embedding": row} for row in vectors]
@@ -113,7 +119,7 @@ async def _results(service, unit: str, task_type: str, texts: list[str], timeout
 
 
 async def _chunked(service, unit: str, task_type: str, endpoint: dict, inputs: list[str], timeout: float,
-                   priority: bool = False, remote: bool = False) -> list[dict]:
+                   priority: bool = False, remote: dict | None = None) -> list[dict]:
     raw = endpoint.get("chunking_settings")
     settings = chunking.parse_chunking_settings(raw) if raw else chunking.DEFAULT_CHUNKING_SETTINGS
     spans = [chunking.chunk(text, settings) for text in inputs]

@@ -34,8 +34,8 @@ async def predict(request: web.Request) -> web.Response:
         raise Forbidden("Model is disabled.")
     function = info["algorithm"]
     if function == FunctionName.REMOTE.value:
-        parameters, texts = _remote_input(body)
-        reply = await service.predict(model_id, info, "remote", texts, parameters=parameters)
+        parameters, texts, query = _remote_input(body)
+        reply = await service.predict(model_id, info, "remote", texts, query, parameters=parameters)
         return web.Response(body=reply, content_type="application/json")
     texts = _text_docs(body)
     query = None
@@ -67,9 +67,9 @@ def _similarity_results(scores: np.ndarray) -> list[dict]:
     return out
 
 
-def _remote_input(body: dict) -> tuple[dict | None, list[str] | None]:
+def _remote_input(body: dict) -> tuple[dict | None, list[str] | None, str | None]:
     """A remote model's input: ``parameters`` for its connector's templates, and/or ``text_docs``
-    for its pre-process function."""
+    for its pre-process function (with ``query_text`` for a rerank connector's)."""
     parameters = body.get("parameters")
     if parameters is not None:
         if not isinstance(parameters, dict):
@@ -78,7 +78,10 @@ def _remote_input(body: dict) -> tuple[dict | None, list[str] | None]:
     texts = _text_docs(body) if body.get("text_docs") is not None else None
     if parameters is None and texts is None:
         raise BadRequest("A remote model takes [parameters] (for its connector's request body) or [text_docs]")
-    return parameters, texts
+    query = body.get("query_text")
+    if query is not None and (not isinstance(query, str) or texts is None):
+        raise BadRequest("[query_text] must be a string, given with [text_docs]")
+    return parameters, texts, query
 
 
 def _text_docs(body: dict) -> list[str]:
