@@ -29,6 +29,12 @@ def _redis_url(args) -> str | None:
     return args.redis_url or os.environ.get("MLCOMMONS_REDIS_URL")
 
 
+def _shown(url: str) -> str:
+    from mlcommons.stack.embedded_redis import redact
+
+    return redact(url)
+
+
 def _offline_env() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -47,7 +53,7 @@ def cmd_worker(args) -> int:
 
     ctx = Context.connect(url, static=_static(args))
     node = WorkerNode(ctx, Path(args.data_dir), node_id=args.node_id)
-    print(f"mlcommons worker node {node.node_id} (pid {os.getpid()}) on {url}", flush=True)
+    print(f"mlcommons worker node {node.node_id} (pid {os.getpid()}) on {_shown(url)}", flush=True)
     node.run()
     return 0
 
@@ -63,7 +69,7 @@ def cmd_api(args) -> int:
     from mlcommons.core.context import Context
 
     ctx = Context.connect(url, static=_static(args), auto_refresh=False)
-    print(f"mlcommons API listening on http://{args.host}:{args.port} (Redis {url})", flush=True)
+    print(f"mlcommons API listening on http://{args.host}:{args.port} (Redis {_shown(url)})", flush=True)
     asyncio.run(serve(ctx, args.host, args.port))
     return 0
 
@@ -119,9 +125,10 @@ def cmd_serve(args) -> int:
                 return redis_server.proc
 
             sup.add("redis", restart_redis, stop_timeout=30, running=redis_server.proc)
-            print(f"redis      {url} (embedded, append-only file in {data_dir / 'redis'})", flush=True)
+            print(f"redis      {_shown(url)} (embedded, password and append-only file in {data_dir / 'redis'})",
+                  flush=True)
         else:
-            print(f"redis      {url}", flush=True)
+            print(f"redis      {_shown(url)}", flush=True)
         env = {**os.environ, "MLCOMMONS_REDIS_URL": url}
         if not _static(args).get("mlcommons.security.master_key_file"):
             # Connector credentials are sealed with a key kept here, never in Redis beside them.
@@ -130,18 +137,18 @@ def cmd_serve(args) -> int:
         python = sys.executable
         for i in range(args.workers):
             node_dir = data_dir / "nodes" / str(i)
-            worker = [python, "-m", "mlcommons", "worker", "--redis-url", url, "--data-dir", str(node_dir), *config]
+            # the Redis URL (and its password) reaches each part through the environment, never
+            # through a command line that any local user can read
+            worker = [python, "-m", "mlcommons", "worker", "--data-dir", str(node_dir), *config]
             part = sup.add(f"worker-{i}", _spawner(sup, f"worker-{i}", worker, env))
             print(f"worker {i}   pid {part.proc.pid}, data {node_dir}, log {sup.logs / f'worker-{i}.log'}",
                   flush=True)
-        api = [python, "-m", "mlcommons", "api", "--redis-url", url, "--host", args.host, "--port", str(args.port),
-               *config]
+        api = [python, "-m", "mlcommons", "api", "--host", args.host, "--port", str(args.port), *config]
         part = sup.add("api", _spawner(sup, "api", api, env))
         print(f"api        http://{args.host}:{args.port} (pid {part.proc.pid}, log {sup.logs / 'api.log'})",
               flush=True)
         if args.dashboard_port:
-            dashboard = [python, "-m", "mlcommons", "dashboard", "--redis-url", url, "--port",
-                         str(args.dashboard_port), *config]
+            dashboard = [python, "-m", "mlcommons", "dashboard", "--port", str(args.dashboard_port), *config]
             sup.add("dashboard", _spawner(sup, "dashboard", dashboard, env), stop_timeout=5)
             print(f"dashboard  http://127.0.0.1:{args.dashboard_port} (rq-dashboard)", flush=True)
         while not stop_requested:

@@ -22,7 +22,8 @@ FILE_ROOTS = "MLCOMMONS_MLCOMMONS_MODEL_STORE_URL_FILE_ROOTS"
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
-    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"), appendonly=False)
+    # CONFIG kept under a secret name: a test moves the memory ceiling (test_hostile_downloads)
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"), appendonly=False, config_command="CONFIG-" + uuid.uuid4().hex)
     server.start()
     yield server
     server.stop()

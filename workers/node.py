@@ -34,7 +34,7 @@ from mlcommons.core.serving import deploy as deploys
 from mlcommons.core.serving import undeploy as undeploys
 from mlcommons.core.serving import units
 from mlcommons.core.serving.spec import ServingSpec
-from mlcommons.core.tasks import jobs, replies
+from mlcommons.core.tasks import allowed, jobs, replies
 from mlcommons.errors import MLError, NodeError
 from mlcommons.ids import new_id, new_node_id, now_ms
 from mlcommons.store import keys as K
@@ -132,7 +132,8 @@ class WorkerNode:
                                                self._shared_stopped), daemon=True, name="shared-queue")
         self._shared_thread.start()
         worker = SimpleWorker([self.ctx.queue(self.ctx.keys.node_queue(self.node_id))], connection=self.ctx.redis,
-                              name=jobs.worker_name(self.node_id, self.boot_id))
+                              name=jobs.worker_name(self.node_id, self.boot_id), serializer=allowed.SERIALIZER,
+                              job_class=allowed.ProjectJob)
         log.info("node %s (%s) ready on device %s", self.node_id, self.name, self.device)
         try:
             worker.work(with_scheduler=False, logging_level="WARNING")
@@ -141,7 +142,8 @@ class WorkerNode:
 
     def _shared_worker(self, stopped: threading.Event) -> ThreadWorker:
         return ThreadWorker([self.ctx.queue(self.ctx.keys.shared_queue())], connection=self.ctx.redis,
-                            name=jobs.worker_name(self.node_id, self.boot_id, jobs.SHARED), stopped=stopped)
+                            name=jobs.worker_name(self.node_id, self.boot_id, jobs.SHARED), stopped=stopped,
+                            serializer=allowed.SERIALIZER, job_class=allowed.ProjectJob)
 
     def stopping(self) -> bool:
         """The node is shutting down: long jobs (a download) stop at their next step."""

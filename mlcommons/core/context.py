@@ -45,8 +45,10 @@ class Context:
         return RedisModelStore(self.redis, self.keys)
 
     def queue(self, name: str) -> Queue:
-        return Queue(name, connection=self.redis, default_timeout=self.settings.get(
-            "plugins.ml_commons.ml_task_timeout_in_seconds"))
+        from mlcommons.core.tasks.allowed import SERIALIZER, ProjectJob
+
+        return Queue(name, connection=self.redis, serializer=SERIALIZER, job_class=ProjectJob,
+                     default_timeout=self.settings.get("plugins.ml_commons.ml_task_timeout_in_seconds"))
 
     def close(self) -> None:
         self.redis.close()

@@ -6,6 +6,11 @@ API's Host and Origin checks (mlcommons/api/hosts.py) and with a socket time-out
 delete and empty actions. Here a request for another Host gets 421, and any request a browser
 marks as cross-site (a link or form on another site included) 403, before any rq-dashboard code
 runs; the dashboard opens from the address bar or a bookmark.
+
+It is a viewer. Its actions (requeue, delete, empty, compact) are refused with 403 whoever asks,
+``GET /requeue/<queue>`` included: a job requeued by hand would run a deploy or a register outside
+the task that it belongs to, and the API's own routes (``_deploy``, ``_undeploy``, tasks) are the
+way to act.
 """
 from __future__ import annotations
 
@@ -22,6 +27,14 @@ HOST = "127.0.0.1"
 Wsgi = Callable[[dict, Callable], Iterable[bytes]]
 
 
+def read_only_refusal(method: str, path: str) -> str | None:
+    """Why a dashboard request is refused as an action, or None for a view."""
+    if method.upper() not in ("GET", "HEAD") or path.startswith("/requeue/"):
+        return ("the dashboard is read-only: use the API to act on models and tasks (_deploy, _undeploy, "
+                "DELETE _plugins/_ml/tasks/<id>)")
+    return None
+
+
 def guarded(app: Wsgi, hosts: HostPolicy) -> Wsgi:
     """Wrap a WSGI application so that it only sees requests ``hosts`` lets through."""
     def guard(environ: dict, start_response: Callable) -> Iterable[bytes]:
@@ -35,6 +48,8 @@ def guarded(app: Wsgi, hosts: HostPolicy) -> Wsgi:
                                       environ.get("HTTP_SEC_FETCH_SITE"), reads_too=True)
             if reason is not None:
                 error = Forbidden(reason)
+            elif read_only_refusal(environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "")):
+                error = Forbidden(read_only_refusal(environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "")))
         if error is None:
             return app(environ, start_response)
         body = orjson.dumps(error.body())
@@ -47,8 +62,13 @@ def guarded(app: Wsgi, hosts: HostPolicy) -> Wsgi:
 
 def create_app(redis_url: str, hosts: HostPolicy) -> Any:
     """rq-dashboard's Flask app (built as its command line builds it) for one Redis."""
+    from rq_dashboard import web
     from rq_dashboard.cli import make_flask_app
     from rq_dashboard.web import setup_rq_connection
+
+    from mlcommons.core.tasks.allowed import SERIALIZER
+
+    web.config.serializer = SERIALIZER  # jobs are JSON here (core/tasks/allowed.py), never unpickled
 
     app = make_flask_app(config=None, username=None, password=None, url_prefix="")
     app.config["RQ_DASHBOARD_REDIS_URL"] = redis_url

@@ -50,6 +50,18 @@ def test_a_killed_api_comes_back_and_the_dashboard_stays(tmp_path):
         assert resp.status == 403 and resp.body["error"]["reason"].startswith("cross-site request refused")
         assert board.get("/requeue/mlc.shared", headers={"Sec-Fetch-Site": "cross-site"}).status == 403
         assert board.get("/0/data/queues.json").status == 200
+        # A viewer: its actions are refused even from the address bar (GET /requeue re-ran jobs).
+        resp = board.get("/requeue/mlc.shared")
+        assert resp.status == 403 and resp.body["error"]["reason"].startswith("the dashboard is read-only"), resp.body
+        assert board.post("/queue/mlc.shared/failed/empty", data=b"").status == 403
+        assert board.post("/job/x/delete", data=b"").status == 403
+
+        # Its Redis asks for a password, kept 0600 in the data dir, and no command line shows it.
+        password = (data / "redis" / "password").read_text().strip()
+        assert os.stat(data / "redis" / "password").st_mode & 0o777 == 0o600
+        for pid in (pid_of(data, "api"), pid_of(data, "dashboard")):
+            assert not any(password in part for part in cmdline(pid))
+        assert password not in (tmp_path / "serve.log").read_text()
 
         api_pid, dashboard_pid = pid_of(data, "api"), pid_of(data, "dashboard")
         assert "api" in cmdline(api_pid) and "dashboard" in cmdline(dashboard_pid)

@@ -314,13 +314,14 @@ def room_for(cluster, nbytes: int):
     (the cluster's own writes still fit: the reserve stays free)."""
     from mlcommons.store import capacity
 
-    old = cluster.redis.config_get("maxmemory")["maxmemory"]
+    config = cluster.redis_server.config_command  # CONFIG, under the test Redis' secret name
+    old = cluster.redis.info("memory")["maxmemory"]
     used = cluster.redis.info("memory")["used_memory"]
-    cluster.redis.config_set("maxmemory", int((used + nbytes) / (1 - capacity.RESERVE)))
+    cluster.redis.execute_command(config, "SET", "maxmemory", int((used + nbytes) / (1 - capacity.RESERVE)))
     try:
         yield
     finally:
-        cluster.redis.config_set("maxmemory", old)
+        cluster.redis.execute_command(config, "SET", "maxmemory", old)
 
 
 def test_a_register_past_the_memory_ceiling_fails_cleanly(cluster, tiny):

@@ -56,8 +56,8 @@ def test_memory_ceiling_refuses_writes_and_the_store_reports_its_room(tmp_path):
     server = EmbeddedRedis(tmp_path, appendonly=False, maxmemory=ceiling)
     client = redis.Redis.from_url(server.start())
     try:
-        assert client.config_get("maxmemory") == {"maxmemory": str(ceiling)}
-        assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+        memory = client.info("memory")
+        assert (memory["maxmemory"], memory["maxmemory_policy"]) == (ceiling, "noeviction")
         room = capacity.room(client)
         assert 0 < room < ceiling * (1 - capacity.RESERVE)
         capacity.check_room(client, room // 2)
@@ -82,7 +82,51 @@ def test_default_ceiling_is_half_the_memory(tmp_path):
     server = EmbeddedRedis(tmp_path, appendonly=False)
     client = redis.Redis.from_url(server.start())
     try:
-        assert int(client.config_get("maxmemory")["maxmemory"]) == default_maxmemory() > 0
+        assert client.info("memory")["maxmemory"] == default_maxmemory() > 0
     finally:
         client.close()
         server.stop()
+
+
+def test_a_password_is_required_and_dangerous_commands_are_gone(tmp_path):
+    """The password is made once (0600), reaches the server through a 0600 config file and no
+    command line, and a client without it is refused; CONFIG, DEBUG, MODULE, SLAVEOF and
+    REPLICAOF do not exist."""
+    import os
+    import subprocess
+
+    import pytest
+
+    server = EmbeddedRedis(tmp_path, appendonly=False)
+    url = server.start()
+    try:
+        password = (tmp_path / "password").read_text().strip()
+        assert len(password) >= 32 and password in url
+        assert os.stat(tmp_path / "password").st_mode & 0o777 == 0o600
+        assert os.stat(tmp_path / "redis.conf").st_mode & 0o777 == 0o600
+        command_line = subprocess.run(["ps", "-o", "args=", "-p", str(server.proc.pid)], capture_output=True,
+                                      text=True).stdout
+        assert password not in command_line
+        stranger = redis.Redis(host="127.0.0.1", port=server.port)
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            stranger.set("x", "1")
+        stranger.close()
+        client = redis.Redis.from_url(url)
+        assert client.ping()
+        for command in ("CONFIG", "DEBUG", "MODULE", "SLAVEOF", "REPLICAOF"):
+            with pytest.raises(redis.exceptions.ResponseError, match="unknown command"):
+                client.execute_command(command, "GET", "dir")
+        client.close()
+    finally:
+        server.stop()
+    again = EmbeddedRedis(tmp_path, appendonly=False)
+    assert password in again.start()  # the same password on the next start
+    again.stop()
+
+
+def test_redacted_urls_never_show_the_password():
+    from mlcommons.stack.embedded_redis import redact
+
+    assert redact("redis://:s3cret@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
+    assert redact("rediss://user:s3cret@h:6380/1") == "rediss://user:***@h:6380/1"
+    assert redact("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"

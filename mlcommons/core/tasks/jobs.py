@@ -8,10 +8,9 @@ named by import path so that the API never imports torch.
 from __future__ import annotations
 
 from mlcommons.core.context import Context
+from mlcommons.core.tasks.allowed import DEPLOY, REGISTER, SERIALIZER, UNDEPLOY, ProjectJob
 
-REGISTER = "tasks.register.register_model"
-DEPLOY = "tasks.deploy.deploy_model"
-UNDEPLOY = "tasks.undeploy.undeploy_model"
+__all__ = ["DEPLOY", "REGISTER", "UNDEPLOY", "enqueue_register", "enqueue_deploy", "enqueue_undeploy"]
 
 RESULT_TTL = 24 * 3600
 FAILURE_TTL = 7 * 24 * 3600
@@ -61,7 +60,6 @@ def abandon_started(ctx: Context, queue_name: str, node_id: str) -> list:
     them failed (rq's FailedJobRegistry, as its own abandoned-job clean-up would, but now rather
     than minutes later) and return them so that their tasks can be closed too."""
     from rq.exceptions import NoSuchJobError
-    from rq.job import Job
     from rq.job_lifecycle import record_job_failure
     from rq.registry import StartedJobRegistry
 
@@ -69,7 +67,7 @@ def abandon_started(ctx: Context, queue_name: str, node_id: str) -> list:
     abandoned = []
     for job_id, _execution in registry.get_job_and_execution_ids(cleanup=False):
         try:
-            job = Job.fetch(job_id, connection=ctx.redis)
+            job = ProjectJob.fetch(job_id, connection=ctx.redis, serializer=SERIALIZER)
         except NoSuchJobError:
             continue
         if not (job.worker_name or "").startswith(node_id + "."):
