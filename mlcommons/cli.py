@@ -35,9 +35,60 @@ def _shown(url: str) -> str:
     return redact(url)
 
 
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_bind(command: str, host: str, secure: bool, insecure_bind: bool) -> bool:
+    """With security off, listening beyond loopback lets anyone who reaches the port register,
+    deploy and delete models: refused unless ``--insecure-bind`` says so (and then a loud warning)."""
+    if secure or _is_loopback(host):
+        return True
+    if not insecure_bind:
+        print(f"mlcommons {command}: refusing to listen on {host} with security off: anyone who reaches the port "
+              "could register, deploy and delete models. Turn security on (--security, or "
+              "MLCOMMONS_SECURITY_ENABLED=true) or listen on 127.0.0.1; --insecure-bind overrides this.",
+              file=sys.stderr)
+        return False
+    print(f"WARNING: mlcommons {command} listens on {host} WITHOUT SECURITY (--insecure-bind): every client that "
+          "reaches this port may do anything, delete every model included.", file=sys.stderr, flush=True)
+    return True
+
+
+def _tls(args):
+    """The TLS context of --tls-cert/--tls-key, or None."""
+    cert, key = getattr(args, "tls_cert", None), getattr(args, "tls_key", None)
+    if not cert and not key:
+        return None
+    if not (cert and key):
+        raise SystemExit("mlcommons: --tls-cert and --tls-key go together")
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    return context
+
+
 def _offline_env() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def _security_options(parser) -> None:
+    parser.add_argument("--security", action="store_true",
+                        help="require authentication (users, API keys) and enforce roles")
+    parser.add_argument("--insecure-bind", action="store_true",
+                        help="listen beyond loopback with security off (not recommended)")
+    parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+    parser.add_argument("--tls-key", help="the certificate's private key (PEM)")
 
 
 # --- worker --------------------------------------------------------------------------------
@@ -68,10 +119,48 @@ def cmd_api(args) -> int:
     from mlcommons.api.app import serve
     from mlcommons.core.context import Context
 
-    ctx = Context.connect(url, static=_static(args), auto_refresh=False)
-    print(f"mlcommons API listening on http://{args.host}:{args.port} (Redis {_shown(url)})", flush=True)
-    asyncio.run(serve(ctx, args.host, args.port))
+    static = _static(args)
+    if args.security:
+        static["mlcommons.security.enabled"] = True
+    secure = static["mlcommons.security.enabled"]
+    if not _check_bind("api", args.host, secure, args.insecure_bind):
+        return 2
+    tls = _tls(args)
+    ctx = Context.connect(url, static=static, auto_refresh=False)
+    if secure:
+        _ensure_admin(ctx, None)
+    scheme = "https" if tls else "http"
+    print(f"mlcommons API listening on {scheme}://{args.host}:{args.port} (Redis {_shown(url)}; security "
+          f"{'on' if secure else 'off'})", flush=True)
+    asyncio.run(serve(ctx, args.host, args.port, ssl_context=tls))
     return 0
+
+
+def _ensure_admin(ctx, data_dir: Path | None) -> None:
+    """The first secure start makes ``admin`` (all_access): its password from
+    MLCOMMONS_ADMIN_PASSWORD, else generated, printed once and kept in <data dir>/admin-password
+    (0600). Without a data dir and without the variable, no user is made: say how to make one."""
+    from mlcommons.core.security import users
+
+    given = os.environ.get("MLCOMMONS_ADMIN_PASSWORD")
+    if users.count(ctx) > 0:
+        return
+    if given is None and data_dir is None:
+        print("mlcommons: security is on and there are no users yet: set MLCOMMONS_ADMIN_PASSWORD, or add one with "
+              "`mlcommons users add admin --roles all_access`", file=sys.stderr, flush=True)
+        return
+    password = users.ensure_admin(ctx, given)
+    if password is None:
+        return
+    if given is not None:
+        print("security   user [admin] (all_access) created with the password in MLCOMMONS_ADMIN_PASSWORD", flush=True)
+        return
+    path = data_dir / "admin-password"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(password + "\n")
+    print(f"security   user [admin] (all_access) created; its password, shown this once (also in {path}, 0600):\n"
+          f"           {password}", flush=True)
 
 
 # --- dashboard -----------------------------------------------------------------------------
@@ -106,6 +195,10 @@ def cmd_serve(args) -> int:
     from mlcommons.stack.supervisor import Supervisor
 
     data_dir = Path(args.data_dir).resolve()
+    static = _static(args)
+    secure = bool(args.security or static["mlcommons.security.enabled"])
+    if not _check_bind("serve", args.host, secure, args.insecure_bind):
+        return 2
     data_dir.mkdir(parents=True, exist_ok=True)
     sup = Supervisor(data_dir)
     stop_requested: list[int] = []
@@ -125,11 +218,23 @@ def cmd_serve(args) -> int:
                 return redis_server.proc
 
             sup.add("redis", restart_redis, stop_timeout=30, running=redis_server.proc)
+            _private_file(data_dir / "redis" / "url", url)  # for `mlcommons users --data-dir`
             print(f"redis      {_shown(url)} (embedded, password and append-only file in {data_dir / 'redis'})",
                   flush=True)
         else:
             print(f"redis      {_shown(url)}", flush=True)
         env = {**os.environ, "MLCOMMONS_REDIS_URL": url}
+        if secure:
+            from mlcommons.core.context import Context
+
+            env[env_name("mlcommons.security.enabled")] = "true"
+            if not static["mlcommons.security.audit_log"]:
+                env[env_name("mlcommons.security.audit_log")] = str(data_dir / "logs" / "audit.log")
+            ctx = Context.connect(url, static=static)
+            try:
+                _ensure_admin(ctx, data_dir)
+            finally:
+                ctx.close()
         if not _static(args).get("mlcommons.security.master_key_file"):
             # Connector credentials are sealed with a key kept here, never in Redis beside them.
             env[env_name("mlcommons.security.master_key_file")] = str(create_key_file(data_dir / "master.key"))
@@ -144,9 +249,14 @@ def cmd_serve(args) -> int:
             print(f"worker {i}   pid {part.proc.pid}, data {node_dir}, log {sup.logs / f'worker-{i}.log'}",
                   flush=True)
         api = [python, "-m", "mlcommons", "api", "--host", args.host, "--port", str(args.port), *config]
+        if args.insecure_bind:
+            api.append("--insecure-bind")
+        if args.tls_cert or args.tls_key:
+            api += ["--tls-cert", str(args.tls_cert), "--tls-key", str(args.tls_key)]
         part = sup.add("api", _spawner(sup, "api", api, env))
-        print(f"api        http://{args.host}:{args.port} (pid {part.proc.pid}, log {sup.logs / 'api.log'})",
-              flush=True)
+        scheme = "https" if args.tls_cert else "http"
+        print(f"api        {scheme}://{args.host}:{args.port} (pid {part.proc.pid}, log {sup.logs / 'api.log'}; "
+              f"security {'on' if secure else 'off'})", flush=True)
         if args.dashboard_port:
             dashboard = [python, "-m", "mlcommons", "dashboard", "--port", str(args.dashboard_port), *config]
             sup.add("dashboard", _spawner(sup, "dashboard", dashboard, env), stop_timeout=5)
@@ -163,6 +273,58 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def _private_file(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text + "\n")
+
+
+# --- users ---------------------------------------------------------------------------------
+
+def cmd_users(args) -> int:
+    """Users of the native realm, straight in Redis (so the first admin can be made, or its
+    password reset, without the API): the password is read from stdin."""
+    url = _redis_url(args)
+    if not url and args.data_dir:
+        stored = Path(args.data_dir) / "redis" / "url"
+        url = stored.read_text().strip() if stored.exists() else None
+    if not url:
+        print("mlcommons users: give --redis-url, MLCOMMONS_REDIS_URL or --data-dir (of `mlcommons serve`)",
+              file=sys.stderr)
+        return 2
+    from mlcommons.core.context import Context
+    from mlcommons.core.security import users
+    from mlcommons.errors import MLError
+
+    ctx = Context.connect(url, static=_static(args))
+    try:
+        if args.users_command == "list":
+            for name, user in users.get(ctx, None).items():
+                print(f"{name}\troles={','.join(user['roles'])}\tbackend_roles={','.join(user['backend_roles'])}")
+            return 0
+        if args.users_command == "delete":
+            users.delete(ctx, args.name)
+            print(f"user [{args.name}] deleted")
+            return 0
+        if sys.stdin.isatty():
+            import getpass
+
+            password = getpass.getpass(f"password for [{args.name}]: ")
+        else:
+            password = sys.stdin.readline().rstrip("\n")
+        body = {"password": password, "roles": [r for r in args.roles.split(",") if r],
+                "backend_roles": [r for r in (args.backend_roles or "").split(",") if r]}
+        done = users.put(ctx, args.name, body)
+        print(f"user [{args.name}] {'created' if done['created'] else 'updated'}")
+        return 0
+    except MLError as exc:
+        print(f"mlcommons users: {exc.reason}", file=sys.stderr)
+        return 1
+    finally:
+        ctx.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mlcommons", description=__doc__)
     parser.add_argument("--log-level", default=os.environ.get("MLCOMMONS_LOG_LEVEL", "INFO"))
@@ -176,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--data-dir", default="./data")
     serve.add_argument("--dashboard-port", type=int, default=9181, help="0 to run no dashboard")
     serve.add_argument("--config", help="settings file (default config/mlcommons.yml)")
+    _security_options(serve)
     serve.set_defaults(func=cmd_serve)
 
     api = sub.add_parser("api", help="run the API only")
@@ -183,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=9200)
     api.add_argument("--config")
+    _security_options(api)
     api.set_defaults(func=cmd_api)
 
     dashboard = sub.add_parser("dashboard", help="run rq-dashboard on 127.0.0.1, refusing other Host names")
@@ -197,6 +361,20 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--data-dir", default="./data/node")
     worker.add_argument("--config")
     worker.set_defaults(func=cmd_worker)
+
+    users_parser = sub.add_parser("users", help="manage the users of the native realm (straight in Redis)")
+    users_parser.add_argument("--redis-url")
+    users_parser.add_argument("--data-dir", default="./data", help="the data dir of `mlcommons serve`")
+    users_parser.add_argument("--config")
+    users_sub = users_parser.add_subparsers(dest="users_command", required=True)
+    add = users_sub.add_parser("add", help="add or update a user; the password is read from stdin")
+    add.add_argument("name")
+    add.add_argument("--roles", default="ml_readonly_access", help="comma-separated, e.g. all_access")
+    add.add_argument("--backend-roles", default="")
+    users_sub.add_parser("list", help="list the users")
+    delete = users_sub.add_parser("delete", help="delete a user")
+    delete.add_argument("name")
+    users_parser.set_defaults(func=cmd_users)
 
     args = parser.parse_args(argv)
     _setup_logging(args.log_level)

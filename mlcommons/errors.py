@@ -98,3 +98,19 @@ class ModelContentChanged(NodeError):
 
 class UnsafeArchive(NodeError):
     """A model archive tried to write outside its folder, or is otherwise unsafe to extract."""
+
+
+class Unauthenticated(MLError):
+    """401: no credentials, or credentials that do not authenticate anyone. The answer carries
+    ``WWW-Authenticate`` (both schemes the API takes), as Elasticsearch's does."""
+
+    status = 401
+    error_type = "security_exception"
+    CHALLENGE = ('Basic realm="security", charset="UTF-8"', "ApiKey")
+
+
+class Denied(MLError):
+    """403: authenticated, but the user's roles do not allow the action."""
+
+    status = 403
+    error_type = "security_exception"

@@ -163,6 +163,15 @@ SETTINGS: dict[str, Setting] = {
                 "base64). mlcommons serve makes one in its data dir on first start and gives its path to "
                 "every part; give every api and worker process started on its own the same file. Empty: "
                 "credentials cannot be stored."),
+        Setting("mlcommons.security.enabled", False, bool, False,
+                "Security on: every request must authenticate (HTTP Basic with a user, or an API key) and "
+                "is allowed by its roles (all_access, ml_full_access, ml_readonly_access, and "
+                "Elasticsearch's machine_learning_admin/_user, inference_admin/_user). mlcommons serve "
+                "--security turns it on, as does MLCOMMONS_SECURITY_ENABLED=true. Off: the API answers "
+                "anyone who reaches it, so serve and api refuse to listen beyond loopback."),
+        Setting("mlcommons.security.audit_log", "", str, False,
+                "The file the audit log goes to (one JSON line per authentication failure, denial, user, "
+                "API-key and settings change). mlcommons serve sets <data dir>/logs/audit.log. Empty: none."),
         Setting("mlcommons.model_store.url_file_roots", "", str, False,
                 "Folders a file:// model URL may read from, comma-separated, as Elasticsearch's path.repo; "
                 "symbolic links and .. are resolved before the check, and only regular files are read. Empty "
@@ -345,10 +354,17 @@ def static_values(config_path: Path | None = None, environ: dict[str, str] | Non
                 raise ValueError(f"{path}: unknown setting [{name}]")
             values[name] = setting.parse(raw)
     for name, setting in SETTINGS.items():
-        for key in (name, env_name(name)):
-            if key in environ:
+        for key in (name, env_name(name), short_env_name(name)):
+            if key and key in environ:
                 values[name] = setting.parse(environ[key])
     return values
+
+
+def short_env_name(name: str) -> str | None:
+    """``mlcommons.security.enabled`` may also come as ``MLCOMMONS_SECURITY_ENABLED``."""
+    if not name.startswith("mlcommons."):
+        return None
+    return env_name(name.removeprefix("mlcommons."))
 
 
 class Settings:

@@ -16,7 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("mlcommons", "workers", "tasks")
 # Handlers: every module of the two dialects' HTTP layers, and the cluster endpoints.
-HANDLERS = ("mlcommons.opensearch.handlers", "mlcommons.elasticsearch.handlers", "mlcommons.api.cluster")
+HANDLERS = ("mlcommons.opensearch.handlers", "mlcommons.elasticsearch.handlers", "mlcommons.api.cluster",
+            "mlcommons.api.security")
 # What a handler may not import, nor reach through an attribute.
 STORAGE_MODULES = ("mlcommons.store", "redis")
 STORAGE_ATTRIBUTES = {"docs", "blobs", "redis", "aredis", "keys", "ctx", "run", "executor"}

@@ -44,12 +44,14 @@ class Response:
 class Client:
     """Just enough HTTP for the tests, on the standard library."""
 
-    def __init__(self, base: str):
+    def __init__(self, base: str, headers: dict | None = None):
+        """``headers``: sent with every request (credentials)."""
         self.base = base.rstrip("/")
+        self.headers = dict(headers or {})
 
     def request(self, method: str, path: str, body: Any = None, *, data: bytes | None = None,
                 headers: dict | None = None, timeout: float = 60.0) -> Response:
-        headers = dict(headers or {})
+        headers = {**self.headers, **(headers or {})}
         if body is not None:
             data = json.dumps(body).encode()
             headers.setdefault("Content-Type", "application/json")
@@ -74,8 +76,8 @@ class Client:
     def put(self, path: str, body: Any = None, **kw) -> Response:
         return self.request("PUT", path, body, **kw)
 
-    def delete(self, path: str, **kw) -> Response:
-        return self.request("DELETE", path, **kw)
+    def delete(self, path: str, body: Any = None, **kw) -> Response:
+        return self.request("DELETE", path, body, **kw)
 
 
 def child_env(**extra: str) -> dict:
@@ -135,7 +137,7 @@ def api_proc(redis_url: str, log_dir: Path, port: int | None = None, env: dict |
 def wait_http(client: Client, timeout: float = 30.0) -> None:
     def up():
         try:
-            return client.get("/", timeout=2).status == 200
+            return client.get("/", timeout=2).status in (200, 401)  # 401: up, with security on
         except (urllib.error.URLError, ConnectionError, OSError):
             return False
 

@@ -8,7 +8,7 @@ import socket
 
 from aiohttp import web
 
-from mlcommons.api import cluster, middlewares
+from mlcommons.api import audit, authz, cluster, middlewares, security
 from mlcommons.api.connections import Runner
 from mlcommons.api.hosts import HostPolicy
 from mlcommons.api.http import ELASTICSEARCH, NODE_NAME, OPENSEARCH, SERVICES, WATCHER, add_routes
@@ -27,13 +27,18 @@ def create_app(ctx: Context, *, bind_host: str = "127.0.0.1", node_name: str | N
                watcher: bool = True) -> web.Application:
     """The API; ``bind_host`` (the address it listens on) decides which Host names it answers."""
     hosts = HostPolicy(bind_host, ctx.settings.get("mlcommons.http.allowed_hosts"))
-    app = web.Application(middlewares=[middlewares.errors, middlewares.host_and_origin(hosts)],
-                          client_max_size=ctx.settings.get("mlcommons.http.max_content_length"))
-    app[SERVICES] = Services(ctx)
+    services = Services(ctx)
+    chain = [middlewares.errors, middlewares.host_and_origin(hosts)]
+    if ctx.settings.get("mlcommons.security.enabled"):
+        audit.configure(ctx.settings.get("mlcommons.security.audit_log"))
+        chain.append(authz.middleware(services, authz.CredentialCache()))
+    app = web.Application(middlewares=chain, client_max_size=ctx.settings.get("mlcommons.http.max_content_length"))
+    app[SERVICES] = services
     app[OPENSEARCH] = OpenSearchService(app[SERVICES])
     app[ELASTICSEARCH] = ElasticsearchService(app[SERVICES])
     app[NODE_NAME] = node_name or f"{socket.gethostname()}-api"
     add_routes(app, cluster.ROUTES)
+    add_routes(app, security.ROUTES)
     opensearch.setup(app)
     elasticsearch.setup(app)
 
@@ -56,14 +61,14 @@ def create_app(ctx: Context, *, bind_host: str = "127.0.0.1", node_name: str | N
 
 
 async def serve(ctx: Context, host: str, port: int, *, ready: asyncio.Event | None = None,
-                stop: asyncio.Event | None = None) -> None:
+                stop: asyncio.Event | None = None, ssl_context=None) -> None:
     """Run the API until ``stop`` is set (or SIGINT/SIGTERM when no event is given)."""
     app = create_app(ctx, bind_host=host)
     runner = Runner(app, access_log=None, handle_signals=False,
                     keepalive_timeout=ctx.settings.get("mlcommons.http.keepalive_timeout_seconds"),
                     read_timeout=ctx.settings.get("mlcommons.http.read_timeout_seconds"))
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
+    site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
     await site.start()
     if stop is None:
         stop = asyncio.Event()

@@ -4,6 +4,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from mlcommons import __version__
+from mlcommons.api import audit
+from mlcommons.api.authz import PRINCIPAL
 from mlcommons.api.http import NODE_NAME, SERVICES, flag, read_json, respond
 from mlcommons.elasticsearch.protocol import wants_elasticsearch
 from mlcommons.errors import BadRequest
@@ -81,6 +83,8 @@ async def put_settings(request: web.Request) -> web.Response:
     if not updates["persistent"] and not updates["transient"]:
         raise BadRequest("no settings to update")
     await svc.update_settings(updates)
+    audit.record("settings_changed", request, request.get(PRINCIPAL),
+                 settings=sorted(set(updates["persistent"]) | set(updates["transient"])))
     flat = flag(request, "flat_settings")
     return respond({"acknowledged": True,
                     "persistent": _render({k: v for k, v in updates["persistent"].items() if v is not None}, flat),

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from mlcommons.api.hosts import SAFE_METHODS, HostPolicy
 from mlcommons.api.http import respond
-from mlcommons.errors import Forbidden, MLError, TooManyRequests
+from mlcommons.errors import Forbidden, MLError, TooManyRequests, Unauthenticated
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,8 @@ async def errors(request: web.Request, handler) -> web.StreamResponse:
         headers = None
         if isinstance(exc, TooManyRequests):
             headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
+        elif isinstance(exc, Unauthenticated):
+            headers = {"WWW-Authenticate": ", ".join(Unauthenticated.CHALLENGE)}
         return respond(exc.body(), exc.status, headers)
     except web.HTTPNotFound:
         return _error(400, "illegal_argument_exception",

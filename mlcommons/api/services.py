@@ -83,6 +83,7 @@ class Services:
         self._rate = self.aredis.register_script(ratelimit.TAKE_SCRIPT)
         self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="control")
         self._refresher: asyncio.Task | None = None
+        self.security_epoch: bytes | None = None  # moves with every change of users and API keys
 
     async def start(self) -> None:
         await self.refresh_settings()
@@ -116,7 +117,8 @@ class Services:
         async with self.aredis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self.keys.settings("persistent"))
             pipe.hgetall(self.keys.settings("transient"))
-            persistent, transient = await pipe.execute()
+            pipe.get(self.keys.security_epoch())
+            persistent, transient, self.security_epoch = await pipe.execute()
         self.settings.apply_overrides(persistent, transient, read_at=started)
 
     async def update_settings(self, updates: dict[str, dict[str, Any]]) -> None:

@@ -14,6 +14,8 @@ TASK = "task"
 DEPLOYMENT = "deployment"  # an Elasticsearch deployment with its own id (see mlcommons/core/serving/units.py)
 CONNECTOR = "connector"  # an ML Commons connector (see mlcommons/core/remote/connectors.py)
 ENDPOINT = "inference_endpoint"  # an Elasticsearch inference endpoint (see mlcommons/elasticsearch/endpoints.py)
+USER = "security_user"  # a user of the native realm (see mlcommons/core/security/users.py)
+API_KEY = "security_api_key"  # an Elasticsearch-style API key (see mlcommons/core/security/apikeys.py)
 WIRE_INDEX = {
     MODEL: ".plugins-ml-model",
     MODEL_GROUP: ".plugins-ml-model-group",
@@ -74,6 +76,12 @@ class Keys:
     def node_alive(self, node_id: str) -> str:
         """String holding the node's boot id; expires when heartbeats stop."""
         return f"{self.prefix}:alive:{node_id}"
+
+    # security
+    def security_epoch(self) -> str:
+        """A counter raised by every change of users and API keys: API processes drop what they
+        remember of verified credentials when it moves."""
+        return f"{self.prefix}:security:epoch"
 
     # cluster watcher
     def watcher_leader(self) -> str:

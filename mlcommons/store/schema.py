@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-from mlcommons.store.keys import CONNECTOR, DEPLOYMENT, ENDPOINT, MODEL, MODEL_GROUP, TASK
+from mlcommons.store.keys import API_KEY, CONNECTOR, DEPLOYMENT, ENDPOINT, MODEL, MODEL_GROUP, TASK, USER
 
 
 class UnknownField(ValueError):
@@ -124,8 +124,36 @@ class EndpointDoc(TypedDict, total=False):
     created_time: int
 
 
+class UserDoc(TypedDict, total=False):
+    """A user of the native realm (core/security/users.py)."""
+
+    password_hash: str             # bcrypt of the password's SHA-256; never shown
+    roles: list[str]
+    backend_roles: list[str]
+    full_name: str | None
+    email: str | None
+    enabled: bool
+    created_time: int
+    last_updated_time: int
+
+
+class ApiKeyDoc(TypedDict, total=False):
+    """An API key (core/security/apikeys.py): only a hash of its secret is kept."""
+
+    name: str
+    key_hash: str                  # SHA-256 of the secret (a random 128-bit value); never shown
+    username: str
+    roles: list[str]               # the owner's, when the key was made
+    backend_roles: list[str]
+    creation: int
+    expiration: int | None
+    invalidated: bool
+    invalidation: int | None
+    metadata: dict[str, Any]
+
+
 SHAPES: dict[str, type] = {MODEL: ModelDoc, DEPLOYMENT: DeploymentDoc, TASK: TaskDoc, MODEL_GROUP: ModelGroupDoc,
-                           ENDPOINT: EndpointDoc, CONNECTOR: ConnectorDoc}
+                           ENDPOINT: EndpointDoc, CONNECTOR: ConnectorDoc, USER: UserDoc, API_KEY: ApiKeyDoc}
 FIELDS: dict[str, frozenset[str]] = {index: frozenset(shape.__annotations__) | frozenset(
     name for base in shape.__mro__ for name in getattr(base, "__annotations__", {}))
     for index, shape in SHAPES.items()}
