@@ -10,7 +10,8 @@ runs; the dashboard opens from the address bar or a bookmark.
 It is a viewer. Its actions (requeue, delete, empty, compact) are refused with 403 whoever asks,
 ``GET /requeue/<queue>`` included: a job requeued by hand would run a deploy or a register outside
 the task that it belongs to, and the API's own routes (``_deploy``, ``_undeploy``, tasks) are the
-way to act.
+way to act. With security on, it asks for the credentials of a user with ``all_access`` (HTTP
+Basic, checked against the same users as the API; 401 otherwise).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from typing import Any, Callable, Iterable
 import orjson
 
 from mlcommons.api.hosts import HostPolicy
-from mlcommons.errors import Forbidden, MLError
+from mlcommons.errors import Forbidden, MLError, Unauthenticated
 
 HOST = "127.0.0.1"
 
@@ -35,12 +36,46 @@ def read_only_refusal(method: str, path: str) -> str | None:
     return None
 
 
-def guarded(app: Wsgi, hosts: HostPolicy) -> Wsgi:
-    """Wrap a WSGI application so that it only sees requests ``hosts`` lets through."""
+def administrators(redis_url: str, static: dict[str, Any]) -> Callable[[str | None], bool]:
+    """Whether an ``Authorization`` header is a user's with all_access (bcrypt once per header
+    value, until users change)."""
+    import hashlib
+
+    from mlcommons.core.context import Context
+    from mlcommons.core.security import authn, roles
+
+    ctx = Context.connect(redis_url, static=static)
+    known: dict[str, bool] = {}
+    seen_epoch: list[bytes | None] = [None]
+
+    def check(header: str | None) -> bool:
+        if not header or not header.lower().startswith("basic "):
+            return False
+        epoch = ctx.redis.get(ctx.keys.security_epoch())
+        if epoch != seen_epoch[0]:
+            known.clear()
+            seen_epoch[0] = epoch
+        digest = hashlib.sha256(header.encode(errors="replace")).hexdigest()
+        if digest not in known:
+            try:
+                principal = authn.authenticate(ctx, header, "/")
+                known[digest] = roles.is_admin(principal.roles)
+            except MLError:
+                known[digest] = False
+        return known[digest]
+
+    return check
+
+
+def guarded(app: Wsgi, hosts: HostPolicy, admin: Callable[[str | None], bool] | None = None) -> Wsgi:
+    """Wrap a WSGI application so that it only sees requests ``hosts`` lets through (and, with
+    ``admin``, only those whose credentials it accepts)."""
     def guard(environ: dict, start_response: Callable) -> Iterable[bytes]:
         host = environ.get("HTTP_HOST")
         error: MLError | None = None
-        if not hosts.host_allowed(host):
+        if admin is not None and hosts.host_allowed(host) and not admin(environ.get("HTTP_AUTHORIZATION")):
+            error = Unauthenticated("the dashboard needs the credentials of a user with all_access")
+        elif not hosts.host_allowed(host):
             error = MLError(hosts.bad_host(host), status=421, error_type="illegal_argument_exception")
         else:
             # every method: rq-dashboard requeues jobs on a GET too
@@ -53,14 +88,16 @@ def guarded(app: Wsgi, hosts: HostPolicy) -> Wsgi:
         if error is None:
             return app(environ, start_response)
         body = orjson.dumps(error.body())
-        phrase = {421: "Misdirected Request", 403: "Forbidden"}[error.status]
-        start_response(f"{error.status} {phrase}", [("Content-Type", "application/json"),
-                                                    ("Content-Length", str(len(body)))])
+        phrase = {421: "Misdirected Request", 403: "Forbidden", 401: "Unauthorized"}[error.status]
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        if error.status == 401:
+            headers.append(("WWW-Authenticate", 'Basic realm="mlcommons rq-dashboard", charset="UTF-8"'))
+        start_response(f"{error.status} {phrase}", headers)
         return [body]
     return guard
 
 
-def create_app(redis_url: str, hosts: HostPolicy) -> Any:
+def create_app(redis_url: str, hosts: HostPolicy, static: dict[str, Any] | None = None) -> Any:
     """rq-dashboard's Flask app (built as its command line builds it) for one Redis."""
     from rq_dashboard import web
     from rq_dashboard.cli import make_flask_app
@@ -73,7 +110,8 @@ def create_app(redis_url: str, hosts: HostPolicy) -> Any:
     app = make_flask_app(config=None, username=None, password=None, url_prefix="")
     app.config["RQ_DASHBOARD_REDIS_URL"] = redis_url
     setup_rq_connection(app)
-    app.wsgi_app = guarded(app.wsgi_app, hosts)
+    secure = bool(static and static.get("mlcommons.security.enabled"))
+    app.wsgi_app = guarded(app.wsgi_app, hosts, administrators(redis_url, static) if secure else None)
     return app
 
 
@@ -86,5 +124,5 @@ def run(redis_url: str, port: int, static: dict[str, Any]) -> None:
         timeout = static["mlcommons.http.read_timeout_seconds"]
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    app = create_app(redis_url, HostPolicy(HOST, static["mlcommons.http.allowed_hosts"]))
+    app = create_app(redis_url, HostPolicy(HOST, static["mlcommons.http.allowed_hosts"]), static)
     run_simple(HOST, port, app, threaded=True, request_handler=Handler)
