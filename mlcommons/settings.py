@@ -281,6 +281,13 @@ SETTINGS: dict[str, Setting] = {
                 minimum=0, maximum=86400),
         Setting(_ML + "remote_inference.enabled", True, bool, True,
                 "Connectors and remote models may be created, changed and used."),
+        Setting(_ML + "model_access_control_enabled", False, bool, True,
+                "With security on: model groups have an owner and an access_mode (public, private, "
+                "restricted with backend_roles), and a user sees, deploys, predicts and searches only the "
+                "models of groups they may use. Off, or security off: access fields are refused (400)."),
+        Setting(_ML + "connector_access_control_enabled", False, bool, True,
+                "With security on: connectors have an owner and an access_mode, as model groups do; a user "
+                "sees, changes and registers models with only the connectors they may use."),
         Setting(_ML + "trusted_connector_endpoints_regex", list(TRUSTED_CONNECTOR_ENDPOINTS), list, True,
                 "A connector action's URL (its parameters filled in) must match one of these patterns "
                 "whole; ML Commons' defaults, which match no loopback or private address. At most 100 "
@@ -362,9 +369,7 @@ def static_values(config_path: Path | None = None, environ: dict[str, str] | Non
 
 def short_env_name(name: str) -> str | None:
     """``mlcommons.security.enabled`` may also come as ``MLCOMMONS_SECURITY_ENABLED``."""
-    if not name.startswith("mlcommons."):
-        return None
-    return env_name(name.removeprefix("mlcommons."))
+    return env_name(name.removeprefix("mlcommons.")) if name.startswith("mlcommons.") else None
 
 
 class Settings:

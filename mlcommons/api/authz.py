@@ -18,6 +18,7 @@ import hashlib
 from aiohttp import web
 
 from mlcommons.api import audit
+from mlcommons.core.security import access
 from mlcommons.core.security import roles as R
 from mlcommons.core.security.authn import Principal, authenticate, missing
 from mlcommons.errors import Denied, Unauthenticated
@@ -184,6 +185,7 @@ def middleware(services, cache: CredentialCache):
             audit.record("authentication_failed", request, reason=exc.reason)
             raise
         request[PRINCIPAL] = principal
+        access.CURRENT.set(principal)  # set for every request: a kept-alive connection's task serves several
         if action is not None and action not in R.actions_of(principal.roles):
             audit.record("access_denied", request, principal, action=action)
             raise denied(principal, action, request.path)

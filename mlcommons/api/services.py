@@ -5,6 +5,7 @@ on it; handlers call those and never this module's clients."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 import time
@@ -104,7 +105,9 @@ class Services:
     async def run(self, fn: Callable[..., T], *args, **kwargs) -> T:
         """Run a synchronous core call off the event loop."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+        # in a copy of the request's context: the core sees who asks (core/security/access.py)
+        return await loop.run_in_executor(self.executor, contextvars.copy_context().run,
+                                          functools.partial(fn, *args, **kwargs))
 
     async def call(self, fn: Callable[..., T], *args, **kwargs) -> T:
         """Run a synchronous core function, given the context first, off the event loop."""

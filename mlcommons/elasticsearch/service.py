@@ -13,7 +13,9 @@ from typing import Any
 
 import orjson
 
+from mlcommons.core.models import groups as model_groups
 from mlcommons.core.models import register as registration
+from mlcommons.core.security import access
 from mlcommons.core.serving import deploy as deploys
 from mlcommons.core.serving import units
 from mlcommons.elasticsearch import deployments, endpoints, services, trained_models
@@ -49,11 +51,15 @@ class ElasticsearchService:
 
     async def model_configs(self, ident: str | None, allow_no_match: bool, definition_status: bool) -> list[dict]:
         def configs(ctx) -> list[dict]:
+            found = trained_models.matching(ctx, ident, allow_no_match)
+            if access.models_on(ctx):  # ML Commons' model groups decide who sees a model here too
+                found = list(access.visible_models(ctx, found, model_groups.all_docs(ctx)))
             return [trained_models.config_view(ctx, model_id, doc, definition_status=definition_status)
-                    for model_id, doc in trained_models.matching(ctx, ident, allow_no_match)]
+                    for model_id, doc in found]
         return await self._call(configs)
 
     async def delete_model(self, model_id: str, force: bool) -> dict[str, Any]:
+        await self._call(access.check_model_id, model_id)
         return await self._call(deployments.delete_model, model_id, force)
 
     async def stats(self, ident: str | None, allow_no_match: bool) -> dict[str, Any]:
@@ -147,6 +153,7 @@ class ElasticsearchService:
         """The deployment a ``_infer`` on ``ident`` runs on, the model's Elasticsearch config,
         and whether the deployment is scaled to zero (``infer`` then wakes it)."""
         unit_id, doc, es = await self._call(deployments.infer_target, ident)
+        await self._call(access.check_model_id, doc.get("model_id") or unit_id)  # ML Commons' model groups
         return unit_id, es, deployments.is_asleep(doc)
 
     async def infer(self, unit_id: str, kind: str, texts: list[str], timeout: float, *, query: str | None = None,

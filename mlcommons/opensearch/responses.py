@@ -19,7 +19,7 @@ MODEL_FIELDS = (
 TASK_FIELDS = ("model_id", "task_type", "function_name", "state", "worker_node", "create_time",
                "last_update_time", "error", "is_async")
 CONNECTOR_FIELDS = ("name", "version", "description", "protocol", "parameters", "actions", "created_time",
-                    "last_updated_time", "client_config")
+                    "last_updated_time", "client_config", "backend_roles", "owner", "access")
 ACTION_FIELDS = ("action_type", "method", "url", "headers", "request_body", "pre_process_function",
                  "post_process_function", "name")
 GROUP_FIELDS = ("name", "latest_version", "description", "access", "created_time", "last_updated_time")

@@ -91,7 +91,9 @@ class ModelGroupDoc(TypedDict, total=False):
     name: str
     latest_version: int
     description: str | None
-    access: str
+    access: str                    # public, private or restricted (core/security/access.py)
+    backend_roles: list[str]
+    owner: dict[str, Any]          # name, backend_roles, roles of the user who made it
     created_time: int
     last_updated_time: int
 
@@ -110,6 +112,9 @@ class ConnectorDoc(TypedDict, total=False):
     created_time: int
     last_updated_time: int
     _version: int
+    access: str                    # with connector access control: public, private or restricted
+    backend_roles: list[str]
+    owner: dict[str, Any]
 
 
 class EndpointDoc(TypedDict, total=False):

@@ -177,3 +177,95 @@ def test_elasticsearch_py_with_basic_auth_and_an_api_key(secure):
     with Elasticsearch(secure.api.base, basic_auth=("es-user", "wrong")) as es:
         with pytest.raises(AuthenticationException):
             es.ml.get_trained_models()
+
+
+def remote_model(client: Client, name: str, group_id: str | None = None, connector_id: str | None = None):
+    body = {"name": name, "function_name": "remote"}
+    if group_id:
+        body["model_group_id"] = group_id
+    if connector_id:
+        body["connector_id"] = connector_id
+    else:
+        body["connector"] = {"protocol": "http", "credential": {"key": "k"}, "actions": [{
+            "action_type": "predict", "method": "POST", "url": "https://api.openai.com/v1/embeddings",
+            "headers": {"Authorization": "Bearer ${credential.key}"}, "request_body": '{"input": ${parameters.input}}'}]}
+    return client.post("/_plugins/_ml/models/_register", body)
+
+
+def test_model_and_connector_access_control_across_two_teams(secure):
+    ml = "/_plugins/_ml"
+    admin, base = secure.admin, secure.api.base
+    assert admin.put("/_cluster/settings", {"persistent": {
+        "plugins.ml_commons.model_access_control_enabled": True,
+        "plugins.ml_commons.connector_access_control_enabled": True}}).status == 200
+    for name, team in (("alice", "team-a"), ("carol", "team-a"), ("bob", "team-b")):
+        assert admin.put(f"/_security/user/{name}", {"password": f"{name}-password", "roles": ["ml_full_access"],
+                                                     "backend_roles": [team]}).status == 200
+    alice, carol, bob = (Client(base, basic(n, f"{n}-password")) for n in ("alice", "carol", "bob"))
+    # ML Commons' refusals of a group's access fields
+    for body, words in (({"access_mode": "restricted", "backend_roles": ["team-b"]},
+                         "You don't have the backend roles specified."),
+                        ({"access_mode": "restricted"}, "You must specify at least one backend role"),
+                        ({"access_mode": "public", "backend_roles": ["team-a"]},
+                         "You can specify backend roles only for a model group with the restricted access mode."),
+                        ({"backend_roles": ["team-a"], "add_all_backend_roles": True},
+                         "You cannot specify backend roles and add_all_backend_roles=true at the same time.")):
+        resp = alice.post(f"{ml}/model_groups/_register", {"name": "refused", **body})
+        assert resp.status == 400 and words in resp.body["error"]["reason"], resp.body
+    groups = {}
+    for mode, extra in (("private", {}), ("restricted", {"add_all_backend_roles": True}), ("public", {})):
+        resp = alice.post(f"{ml}/model_groups/_register", {"name": f"alice-{mode}", "access_mode": mode, **extra})
+        assert resp.status == 200, resp.body
+        groups[mode] = resp.body["model_group_id"]
+    shown = alice.get(f"{ml}/model_groups/{groups['restricted']}").body
+    assert shown["access"] == "restricted" and shown["backend_roles"] == ["team-a"]
+    assert shown["owner"]["name"] == "alice"
+    models = {}
+    for mode, group_id in groups.items():
+        resp = remote_model(alice, f"model-{mode}", group_id)
+        assert resp.status == 200, resp.body
+        models[mode] = resp.body["model_id"]
+
+    def visible(client: Client) -> set[str]:
+        hits = client.post(f"{ml}/models/_search", {"query": {"match_all": {}}, "size": 100}).body["hits"]["hits"]
+        return {h["_id"] for h in hits} & set(models.values())
+
+    assert visible(alice) == set(models.values())
+    assert visible(carol) == {models["restricted"], models["public"]}
+    assert visible(bob) == {models["public"]}
+    assert visible(admin) == set(models.values())
+    group_hits = bob.post(f"{ml}/model_groups/_search", {"query": {"match_all": {}}}).body["hits"]["hits"]
+    assert groups["public"] in {h["_id"] for h in group_hits} and groups["private"] not in {h["_id"] for h in group_hits}
+    # bob reaches nothing of team a's but the public model, whatever he tries
+    denied = "User doesn't have privilege to perform this operation on this model"
+    for method, path, body in (("GET", f"{ml}/models/{models['private']}", None),
+                               ("POST", f"{ml}/models/{models['restricted']}/_predict", {"text_docs": ["x"]}),
+                               ("POST", f"{ml}/models/{models['private']}/_deploy", {}),
+                               ("DELETE", f"{ml}/models/{models['restricted']}", None)):
+        resp = bob.request(method, path, body)
+        assert resp.status == 403 and resp.body["error"]["reason"] == denied, (method, path, resp.body)
+    assert bob.get(f"{ml}/models/{models['public']}").status == 200
+    resp = bob.get(f"{ml}/model_groups/{groups['private']}")
+    assert resp.status == 403 and "model group" in resp.body["error"]["reason"]
+    assert remote_model(bob, "intruder", groups["restricted"]).status == 403  # no versions in their group
+    # only the owner (or an administrator) changes who may use a group
+    resp = carol.put(f"{ml}/model_groups/{groups['restricted']}", {"access_mode": "public"})
+    assert resp.status == 403 and resp.body["error"]["reason"] == "Only owner or admin can update access control data."
+    assert alice.put(f"{ml}/model_groups/{groups['restricted']}", {"access_mode": "public"}).status == 200
+    assert visible(bob) == {models["restricted"], models["public"]}
+    # connectors
+    connector = {"name": "alice's", "version": "1", "protocol": "http", "credential": {"key": "k"},
+                 "access_mode": "private", "actions": [{"action_type": "predict", "method": "POST",
+                                                        "url": "https://api.openai.com/v1/embeddings",
+                                                        "request_body": '{"input": ${parameters.input}}'}]}
+    connector_id = alice.post(f"{ml}/connectors/_create", connector).body["connector_id"]
+    assert alice.get(f"{ml}/connectors/{connector_id}").status == 200
+    resp = bob.get(f"{ml}/connectors/{connector_id}")
+    assert resp.status == 403 and resp.body["error"]["reason"] == "You don't have permission to access this connector"
+    hits = bob.post(f"{ml}/connectors/_search", {"query": {"match_all": {}}}).body["hits"]["hits"]
+    assert connector_id not in {h["_id"] for h in hits}
+    assert remote_model(bob, "borrowed", connector_id=connector_id).status == 403
+    assert admin.get(f"{ml}/connectors/{connector_id}").status == 200
+    assert admin.put("/_cluster/settings", {"persistent": {
+        "plugins.ml_commons.model_access_control_enabled": None,
+        "plugins.ml_commons.connector_access_control_enabled": None}}).status == 200

@@ -1,30 +1,29 @@
-"""Model groups: named families of model versions. Names are unique in the cluster."""
+"""Model groups: named families of model versions. Names are unique in the cluster. With model
+access control on (core/security/access.py) a group has an owner, an access mode and backend roles,
+and only those who may use it see it, add versions to it, or reach its models."""
 from __future__ import annotations
 
 from typing import Any, Iterator
 
 from mlcommons.core import limits
 from mlcommons.core.context import Context
-from mlcommons.errors import BadRequest, Conflict, NotFound
+from mlcommons.core.security import access
+from mlcommons.errors import BadRequest, Conflict, Forbidden, NotFound
 from mlcommons.ids import new_id, now_ms
 from mlcommons.store import keys as K
 from mlcommons.store.documents import Tx
 
 ACL_FIELDS = ("access_mode", "model_access_mode", "backend_roles", "add_all_backend_roles")
-ACL_DISABLED = ("You cannot specify model access control parameters because the Security plugin or model "
-                "access control is disabled on your cluster.")
 
 
 def not_found(group_id: str) -> NotFound:
     return NotFound(f"Failed to find model group with the provided model group id: {group_id}")
 
 
-def check_no_acl(body: dict[str, Any]) -> None:
-    """Without a security layer, sending any access-control field is refused, as ML Commons does."""
-    for field in ACL_FIELDS:
-        value = body.get(field)
-        if value is not None and value != [] and not (field == "add_all_backend_roles" and value is False):
-            raise BadRequest(ACL_DISABLED)
+def acl_of(ctx: Context, body: dict[str, Any]) -> dict[str, Any] | None:
+    """The access fields a new group gets from ``body`` (None with access control off, when any
+    access field is refused as ML Commons refuses it)."""
+    return access.acl_of(access.models_on(ctx), body)
 
 
 def _name_taken(tx: Tx, ctx: Context, name: str) -> str | None:
@@ -32,19 +31,20 @@ def _name_taken(tx: Tx, ctx: Context, name: str) -> str | None:
     return owner.decode() if owner else None
 
 
-def create_in(tx: Tx, ctx: Context, name: str, description: str | None = None) -> str:
+def create_in(tx: Tx, ctx: Context, name: str, description: str | None = None,
+              acl: dict[str, Any] | None = None) -> str:
     """Create a group inside a transaction (the caller checked the name is free)."""
     group_id = new_id()
     now = now_ms()
     doc = {"name": name, "latest_version": 0, "description": description, "access": "public",
-           "created_time": now, "last_updated_time": now}
+           "created_time": now, "last_updated_time": now, **(acl or {})}
     tx.put(K.MODEL_GROUP, group_id, doc, created=now)
     tx.call(lambda p: p.hset(ctx.keys.unique(K.MODEL_GROUP, "name"), name, group_id))
     return group_id
 
 
 def register(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
-    check_no_acl(body)
+    acl = acl_of(ctx, body)
     if body.get("name") is None:
         raise BadRequest("model group name is required: [name] must be a non-empty string")
     name = limits.name(body["name"])
@@ -56,7 +56,7 @@ def register(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
         owner = _name_taken(tx, ctx, name)
         if owner is not None:
             raise BadRequest(f"The name you provided is already being used by a model group with ID: {owner}.")
-        return create_in(tx, ctx, name, description)
+        return create_in(tx, ctx, name, description, acl)
 
     group_id = ctx.docs.transact(tx_body)
     return {"model_group_id": group_id, "status": "CREATED"}
@@ -66,6 +66,7 @@ def get(ctx: Context, group_id: str) -> dict[str, Any]:
     group = ctx.docs.get(K.MODEL_GROUP, group_id)
     if group is None:
         raise not_found(group_id)
+    access.check_group(ctx, group)
     return group
 
 
@@ -75,8 +76,9 @@ def all_docs(ctx: Context) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def update(ctx: Context, group_id: str, body: dict[str, Any]) -> dict[str, Any]:
-    check_no_acl(body)
-    allowed = {"name", "description"}
+    changes_acl = any(body.get(f) not in (None, [], False) for f in ACL_FIELDS)
+    acl = acl_of(ctx, body) if changes_acl else None
+    allowed = {"name", "description", *(ACL_FIELDS if acl else ())}
     for field in body:
         if field not in allowed:
             raise BadRequest(f"[{field}] cannot be updated on a model group; updatable fields: {sorted(allowed)}")
@@ -90,7 +92,12 @@ def update(ctx: Context, group_id: str, body: dict[str, Any]) -> dict[str, Any]:
         group = tx.get(K.MODEL_GROUP, group_id)
         if group is None:
             raise not_found(group_id)
+        access.check_group(ctx, group)
         fields: dict[str, Any] = {"last_updated_time": now_ms()}
+        if acl is not None:
+            if not access.is_owner_or_admin(group):
+                raise Forbidden(access.OWNER_ONLY)
+            fields.update(access=acl["access"], backend_roles=acl["backend_roles"])
         if name is not None and name != group["name"]:
             owner = _name_taken(tx, ctx, name)
             if owner is not None and owner != group_id:
@@ -116,6 +123,9 @@ def delete(ctx: Context, group_id: str) -> None:
         group = tx.get(K.MODEL_GROUP, group_id)
         if group is None:
             raise not_found(group_id)
+        access.check_group(ctx, group)
+        if access.models_on(ctx) and not access.is_owner_or_admin(group):
+            raise Forbidden(access.NO_GROUP_PRIVILEGE)
         # Registering a model into a group bumps latest_version under this watch, so a model
         # arriving concurrently makes this transaction retry and then see it.
         if models_in(ctx, group_id):
@@ -127,21 +137,25 @@ def delete(ctx: Context, group_id: str) -> None:
     ctx.docs.transact(tx_body)
 
 
-def take_version(tx: Tx, ctx: Context, name: str, group_id: str | None) -> tuple[str, str, bool]:
-    """Inside a register transaction: find (or create) the group and take its next version.
-    Returns (group_id, version, created)."""
+def take_version(tx: Tx, ctx: Context, name: str, group_id: str | None,
+                 acl: dict[str, Any] | None = None) -> tuple[str, str, bool]:
+    """Inside a register transaction: find (or create, with ``acl``) the group and take its next
+    version. Returns (group_id, version, created)."""
     created = False
     if group_id:
         group = tx.get(K.MODEL_GROUP, group_id)
         if group is None:
             raise not_found(group_id)
+        access.check_group(ctx, group)
     else:
         group_id = _name_taken(tx, ctx, name)
         group = tx.get(K.MODEL_GROUP, group_id) if group_id else None
         if group is None:
-            group_id = create_in(tx, ctx, name)
+            group_id = create_in(tx, ctx, name, acl=acl)
             group = {"latest_version": 0}
             created = True
+        else:
+            access.check_group(ctx, group)
     version = int(group.get("latest_version", 0)) + 1
     tx.update(K.MODEL_GROUP, group_id, {"latest_version": version, "last_updated_time": now_ms()})
     return group_id, str(version), created

@@ -227,7 +227,7 @@ def register_meta(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
         raise BadRequest("To upload custom model from local file, user needs to enable "
                          "allow_registering_model_via_local_file settings. Otherwise please use opensearch "
                          "pre-trained models")
-    model_groups.check_no_acl(body)
+    acl = model_groups.acl_of(ctx, body)
     name = name_of(body)
     fn = function_name(body)
     fmt = model_format(body)
@@ -260,7 +260,7 @@ def register_meta(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
     model_id = new_id()
 
     def tx_body(tx: Tx):
-        gid, version, _created = model_groups.take_version(tx, ctx, name, group_id)
+        gid, version, _created = model_groups.take_version(tx, ctx, name, group_id, acl)
         doc = new_model_doc(name=name, group_id=gid, version=version, fn=fn, fmt=fmt, config=config,
                             state=ModelState.REGISTERING, extra=extra)
         tx.put(K.MODEL, model_id, doc, created=doc["created_time"])

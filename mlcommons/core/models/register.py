@@ -18,6 +18,7 @@ from mlcommons.core.models import download, pretrained
 from mlcommons.core.models import groups as model_groups
 from mlcommons.core.models import records as models
 from mlcommons.core.remote import connectors
+from mlcommons.core.security import access
 from mlcommons.core.serving import deploy as deploys
 from mlcommons.core.serving import lifecycle
 from mlcommons.core.serving.lifecycle import Event
@@ -39,11 +40,11 @@ Materialize = Callable[[Context, pretrained.Pretrained], dict[str, Any]]
 
 def register(ctx: Context, body: dict[str, Any], *, deploy: bool = False) -> dict[str, Any]:
     ctx.settings.refresh(ctx.redis)
-    model_groups.check_no_acl(body)
+    acl = model_groups.acl_of(ctx, body)
     name = models.name_of(body)
     fn = models.function_name(body)
     if fn is FunctionName.REMOTE:
-        return register_remote(ctx, body, name, deploy=deploy or bool(body.get("deploy_model")))
+        return register_remote(ctx, body, name, deploy=deploy or bool(body.get("deploy_model")), acl=acl)
     url = body.get("url")
     extra = models.optional_fields(body)
     group_id = models.optional_group_id(body)
@@ -75,7 +76,7 @@ def register(ctx: Context, body: dict[str, Any], *, deploy: bool = False) -> dic
     model_id = new_id()
 
     def tx_body(tx: Tx):
-        gid, version, created = model_groups.take_version(tx, ctx, name, group_id)
+        gid, version, created = model_groups.take_version(tx, ctx, name, group_id, acl)
         doc = models.new_model_doc(name=name, group_id=gid, version=version, fn=fn, fmt=fmt, config=config,
                                    state=ModelState.REGISTERING, extra=extra)
         tx.put(K.MODEL, model_id, doc, created=doc["created_time"])
@@ -91,7 +92,8 @@ def register(ctx: Context, body: dict[str, Any], *, deploy: bool = False) -> dic
     return {"task_id": task_id, "status": TaskState.CREATED.value}
 
 
-def register_remote(ctx: Context, body: dict[str, Any], name: str, *, deploy: bool) -> dict[str, Any]:
+def register_remote(ctx: Context, body: dict[str, Any], name: str, *, deploy: bool,
+                    acl: dict[str, Any] | None = None) -> dict[str, Any]:
     """A remote model: nothing to download, so it is REGISTERED at once, with its REGISTER_MODEL
     task COMPLETED, as ML Commons answers (the reply carries the model id). It names a connector
     (``connector_id``, which wins) or holds one (``connector``, its credential sealed here)."""
@@ -102,8 +104,10 @@ def register_remote(ctx: Context, body: dict[str, Any], name: str, *, deploy: bo
     if connector_id is not None and (not isinstance(connector_id, str) or not connector_id.strip()):
         connector_id = None
     if connector_id is not None:
-        if ctx.docs.get(K.CONNECTOR, connector_id) is None:
+        found = ctx.docs.get(K.CONNECTOR, connector_id)
+        if found is None:
             raise NotFound(f"Failed to find connector:{connector_id}")
+        access.check_connector(ctx, found)
         extra["connector_id"] = connector_id
     else:
         inline = body.get("connector")
@@ -119,7 +123,7 @@ def register_remote(ctx: Context, body: dict[str, Any], name: str, *, deploy: bo
     model_id = new_id()
 
     def tx_body(tx: Tx) -> str:
-        gid, version, _ = model_groups.take_version(tx, ctx, name, group_id)
+        gid, version, _ = model_groups.take_version(tx, ctx, name, group_id, acl)
         doc = models.new_model_doc(name=name, group_id=gid, version=version, fn=FunctionName.REMOTE, fmt=None,
                                    config=None, state=ModelState.REGISTERED, extra=extra)
         doc["last_registered_time"] = doc["created_time"]

@@ -17,6 +17,7 @@ import orjson
 from mlcommons.core import limits
 from mlcommons.core.context import Context
 from mlcommons.core.remote import urls
+from mlcommons.core.security import access
 from mlcommons.core.serving.lifecycle import ACTIVE_MODEL_STATES
 from mlcommons.errors import BadRequest, Conflict, NotFound
 from mlcommons.ids import new_id, now_ms
@@ -222,10 +223,12 @@ def check_urls(ctx: Context, doc: dict[str, Any]) -> None:
 
 def create(ctx: Context, body: dict[str, Any]) -> str:
     check_enabled(ctx)
+    acl = access.acl_of(access.connectors_on(ctx), body, "connector")
     doc = parse(body)
     check_urls(ctx, doc)
     if body.get("dry_run") is True:
         return "dryRunConnector"
+    doc.update(acl or {})
     now = now_ms()
     doc.update(credential=ctx.secrets.seal(doc["credential"]), created_time=now, last_updated_time=now, _version=1)
     connector_id = new_id()
@@ -237,6 +240,7 @@ def get(ctx: Context, connector_id: str) -> dict[str, Any]:
     doc = ctx.docs.get(K.CONNECTOR, connector_id)
     if doc is None:
         raise not_found(connector_id)
+    access.check_connector(ctx, doc)
     return doc
 
 
@@ -287,6 +291,7 @@ def update(ctx: Context, connector_id: str, body: dict[str, Any]) -> int:
         doc = tx.get(K.CONNECTOR, connector_id)
         if doc is None:
             raise not_found(connector_id)
+        access.check_connector(ctx, doc)
         merged = {**doc, **changes, "parameters": {**(doc.get("parameters") or {}), **parameters}}
         if credential:
             check_protocol({**merged, "credential": credential})
@@ -313,6 +318,7 @@ def delete(ctx: Context, connector_id: str) -> int | None:
         doc = tx.get(K.CONNECTOR, connector_id)
         if doc is None:
             return None
+        access.check_connector(ctx, doc)
         using = users(ctx, connector_id, deployed_only=False)
         if using:
             raise Conflict(f"{len(using)} models are still using this connector, please delete or update the "
