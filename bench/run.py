@@ -39,6 +39,7 @@ import redis  # noqa: E402
 from rq import Queue  # noqa: E402
 
 from bench.chaos import Api, wait  # noqa: E402
+from mlcommons.core.tasks.allowed import SERIALIZER
 from mlcommons.stack.procutil import free_port
 from mlcommons.store.keys import Keys
 
@@ -70,7 +71,8 @@ class Stack:
         self.extra: list[subprocess.Popen] = []
         if not wait(lambda: self.api.call("GET", "/")[0] == 200, 120):
             raise RuntimeError(f"the stack did not start; see {workdir / 'serve.log'}")
-        self.redis_url = (workdir / "serve.log").read_text().split("redis      ")[1].split()[0]
+        # serve keeps the embedded Redis' URL (with its password) in a 0600 file; the log shows it redacted
+        self.redis_url = (workdir / "data" / "redis" / "url").read_text().strip()
 
     def add_worker(self) -> None:
         log = open(self.workdir / "worker-extra.log", "wb")
@@ -154,7 +156,8 @@ def control_plane(stack: Stack, cycles: int) -> dict:
         api.ok("POST", f"{ML}/models/{model_id}/_undeploy")
     elapsed = time.perf_counter() - started
     node = api.ok("GET", "/_nodes")["nodes"]
-    queue = Queue(KEYS.node_queue(next(iter(node))), connection=redis.Redis.from_url(stack.redis_url))
+    queue = Queue(KEYS.node_queue(next(iter(node))), connection=redis.Redis.from_url(stack.redis_url),
+                  serializer=SERIALIZER)  # jobs are JSON (core/tasks/allowed.py)
     pings = cycles * 2
     started = time.perf_counter()
     for _ in range(pings):
