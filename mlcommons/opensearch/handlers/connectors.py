@@ -4,6 +4,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from mlcommons.api.http import OPENSEARCH, read_json, respond
+from mlcommons.errors import NotFound
 from mlcommons.opensearch.responses import connector_written, public_connector
 
 
@@ -31,8 +32,8 @@ async def update(request: web.Request) -> web.Response:
 async def delete(request: web.Request) -> web.Response:
     connector_id = request.match_info["connector_id"]
     version = await request.app[OPENSEARCH].delete_connector(connector_id)
-    if version is None:  # as OpenSearch answers the delete of a missing document
-        return respond(connector_written(connector_id, "not_found", 1), status=404)
+    if version is None:  # ML Commons looks the connector up first: a 404 error, not a delete result
+        raise NotFound(f"Failed to find connector with the provided connector id: {connector_id}")
     return respond(connector_written(connector_id, "deleted", version))
 
 
