@@ -9,10 +9,14 @@ machine falls on both), registers and deploys all-MiniLM-L6-v2, and drives one-d
 ``_predict`` requests from bench/loadgen.py at each concurrency. Only one stack runs at a time.
 Prints, per concurrency, each side's median docs/s and p50 latency over the rounds, and the ratio
 after/before; writes the JSON report. Use it for any change that touches the hot path.
+
+``--after-security`` runs the "after" side with ``serve --security`` and every request
+authenticated (HTTP Basic): with ``--before`` the same checkout, it measures what security costs.
 """
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import signal
@@ -29,6 +33,7 @@ from bench.chaos import Api, wait  # noqa: E402
 from mlcommons.stack.procutil import free_port  # noqa: E402
 
 ML = "/_plugins/_ml"
+ADMIN_PASSWORD = "bench-admin-password"
 MINILM = {"name": "huggingface/sentence-transformers/all-MiniLM-L6-v2", "version": "1.0.1",
           "model_format": "TORCH_SCRIPT"}
 
@@ -36,23 +41,24 @@ MINILM = {"name": "huggingface/sentence-transformers/all-MiniLM-L6-v2", "version
 class Side:
     """One checkout's stack, started for a round and stopped after it."""
 
-    def __init__(self, name: str, checkout: Path, workdir: Path):
+    def __init__(self, name: str, checkout: Path, workdir: Path, secure: bool = False):
         """``workdir``: this round's folder (a fresh data dir: nothing of an earlier round is
-        redeployed beside the model under test)."""
+        redeployed beside the model under test). ``secure``: serve --security, Basic auth."""
         self.name, self.checkout, self.workdir = name, checkout, workdir
+        self.authorization = "Basic " + base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode() if secure else ""
 
     def __enter__(self) -> "Side":
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-               "PYTHONPATH": str(self.checkout)}
+               "PYTHONPATH": str(self.checkout), "MLCOMMONS_ADMIN_PASSWORD": ADMIN_PASSWORD}
         self.workdir.mkdir(parents=True)
         self.log = open(self.workdir / "serve.log", "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "mlcommons", "serve", "--port", str(port), "--workers",
                                       "1", "--data-dir", str(self.workdir / "data"),
-                                      "--dashboard-port", "0"],
+                                      "--dashboard-port", "0", *(["--security"] if self.authorization else [])],
                                      cwd=self.checkout, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        api = Api(self.url)
+        api = Api(self.url, self.authorization)
         if not wait(lambda: api.call("GET", "/")[0] == 200, 120):
             raise RuntimeError(f"{self.name}: the stack did not start; see {self.log.name}")
         task_id = api.ok("POST", f"{ML}/models/_register", MINILM)["task_id"]
@@ -67,7 +73,8 @@ class Side:
     def load(self, concurrency: int, docs: int) -> dict:
         out = subprocess.run([sys.executable, "bench/loadgen.py", self.url, f"{ML}/models/{self.model_id}/_predict",
                               "--concurrency", str(concurrency), "--docs-per-request", "1", "--total-docs",
-                              str(docs)], cwd=ROOT, capture_output=True, text=True, check=True, timeout=1800)
+                              str(docs), "--authorization", self.authorization], cwd=ROOT, capture_output=True,
+                             text=True, check=True, timeout=1800)
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     def __exit__(self, *exc) -> None:
@@ -92,6 +99,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--docs", type=int, default=2000, help="documents per measurement")
     parser.add_argument("--report", default=str(ROOT / "bench" / "results" / "ab.json"))
+    parser.add_argument("--after-security", action="store_true", help="the after side runs with --security")
     args = parser.parse_args()
     runs: dict[str, dict[int, list[dict]]] = {"before": {}, "after": {}}
     with tempfile.TemporaryDirectory(prefix="mlcommons-ab-") as tmp:
@@ -99,7 +107,8 @@ def main() -> int:
             order = ["before", "after"] if round_no % 2 == 0 else ["after", "before"]
             for name in order:
                 checkout = (args.before if name == "before" else args.after).resolve()
-                with Side(name, checkout, Path(tmp) / f"{name}-{round_no}") as side:
+                with Side(name, checkout, Path(tmp) / f"{name}-{round_no}",
+                          secure=args.after_security and name == "after") as side:
                     for concurrency in args.concurrency:
                         result = side.load(concurrency, args.docs)
                         runs[name].setdefault(concurrency, []).append(result)

@@ -56,13 +56,14 @@ KINDS = ["worker-idle", "worker-deploying", "worker-predicting", "api", "redis"]
 
 
 class Api:
-    def __init__(self, base: str):
+    def __init__(self, base: str, authorization: str = ""):
         self.base = base.rstrip("/")
+        self.headers = {"Content-Type": "application/json", **({"Authorization": authorization} if authorization
+                                                                 else {})}
 
     def call(self, method: str, path: str, body=None, timeout: float = 30.0):
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(self.base + path, data=data, method=method, headers=self.headers)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return resp.status, json.loads(resp.read() or b"null")

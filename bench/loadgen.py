@@ -21,11 +21,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.workload import sentences  # noqa: E402
 
 
-def build_requests(host: str, path: str, docs: list[str], per_request: int) -> list[bytes]:
+def build_requests(host: str, path: str, docs: list[str], per_request: int, authorization: str = "") -> list[bytes]:
+    auth = f"Authorization: {authorization}\r\n" if authorization else ""
     out = []
     for start in range(0, len(docs), per_request):
         body = json.dumps({"text_docs": docs[start:start + per_request]}).encode()
-        head = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        head = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{auth}"
                 f"Content-Length: {len(body)}\r\n\r\n").encode()
         out.append(head + body)
     return out
@@ -55,15 +56,17 @@ async def worker(host, port, queue: asyncio.Queue, results: list, expect_docs: d
         writer.close()
 
 
-async def run(url: str, path: str, concurrency: int, per_request: int, total_docs: int, warmup: int) -> dict:
+async def run(url: str, path: str, concurrency: int, per_request: int, total_docs: int, warmup: int,
+              authorization: str = "") -> dict:
     parts = urlsplit(url)
     host, port = parts.hostname, parts.port
     docs = sentences(total_docs)
-    requests = build_requests(f"{host}:{port}", path, docs, per_request)
+    requests = build_requests(f"{host}:{port}", path, docs, per_request, authorization)
     expect = {i: len(docs[i * per_request:(i + 1) * per_request]) for i in range(len(requests))}
     if warmup:
         warm = asyncio.Queue()
-        for i, req in enumerate(build_requests(f"{host}:{port}", path, sentences(warmup, seed=1), per_request)):
+        for i, req in enumerate(build_requests(f"{host}:{port}", path, sentences(warmup, seed=1), per_request,
+                                               authorization)):
             warm.put_nowait((i, req))
         await asyncio.gather(*[worker(host, port, warm, [], {i: per_request for i in range(warmup)})
                                for _ in range(min(concurrency, warmup))])
@@ -103,9 +106,10 @@ def main() -> None:
     parser.add_argument("--docs-per-request", type=int, default=1)
     parser.add_argument("--total-docs", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=64)
+    parser.add_argument("--authorization", default="", help="an Authorization header value (security on)")
     args = parser.parse_args()
     print(json.dumps(asyncio.run(run(args.url, args.path, args.concurrency, args.docs_per_request,
-                                     args.total_docs, args.warmup))))
+                                     args.total_docs, args.warmup, args.authorization))))
 
 
 if __name__ == "__main__":
