@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from mlcommons.stack import startup
+
 log = logging.getLogger("mlcommons")
 
 
@@ -35,48 +37,6 @@ def _shown(url: str) -> str:
     return redact(url)
 
 
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_bind(command: str, host: str, secure: bool, insecure_bind: bool) -> bool:
-    """With security off, listening beyond loopback lets anyone who reaches the port register,
-    deploy and delete models: refused unless ``--insecure-bind`` says so (and then a loud warning)."""
-    if secure or _is_loopback(host):
-        return True
-    if not insecure_bind:
-        print(f"mlcommons {command}: refusing to listen on {host} with security off: anyone who reaches the port "
-              "could register, deploy and delete models. Turn security on (--security, or "
-              "MLCOMMONS_SECURITY_ENABLED=true) or listen on 127.0.0.1; --insecure-bind overrides this.",
-              file=sys.stderr)
-        return False
-    print(f"WARNING: mlcommons {command} listens on {host} WITHOUT SECURITY (--insecure-bind): every client that "
-          "reaches this port may do anything, delete every model included.", file=sys.stderr, flush=True)
-    return True
-
-
-def _tls(args):
-    """The TLS context of --tls-cert/--tls-key, or None."""
-    cert, key = getattr(args, "tls_cert", None), getattr(args, "tls_key", None)
-    if not cert and not key:
-        return None
-    if not (cert and key):
-        raise SystemExit("mlcommons: --tls-cert and --tls-key go together")
-    import ssl
-
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert, key)
-    return context
-
-
 def _offline_env() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -99,6 +59,17 @@ def cmd_worker(args) -> int:
     if not url:
         print("mlcommons worker: --redis-url (or MLCOMMONS_REDIS_URL) is required", file=sys.stderr)
         return 2
+    from mlcommons.stack.supervisor import FATAL
+
+    try:
+        import torch  # noqa: F401  (the runtimes need it; say so now rather than at the first deploy)
+    except Exception as exc:  # an ImportError, or a broken install's own error
+        print(f"mlcommons worker: cannot load torch: {exc}", file=sys.stderr)
+        return FATAL
+    problem = startup.unreachable(url)
+    if problem:
+        print(f"mlcommons worker: cannot reach Redis at {_shown(url)}: {problem}", file=sys.stderr)
+        return FATAL
     from mlcommons.core.context import Context
     from workers.node import WorkerNode
 
@@ -118,14 +89,22 @@ def cmd_api(args) -> int:
         return 2
     from mlcommons.api.app import serve
     from mlcommons.core.context import Context
+    from mlcommons.stack.supervisor import FATAL
 
     static = _static(args)
     if args.security:
         static["mlcommons.security.enabled"] = True
     secure = static["mlcommons.security.enabled"]
-    if not _check_bind("api", args.host, secure, args.insecure_bind):
+    if not startup.check_bind("api", args.host, secure, args.insecure_bind):
         return 2
-    tls = _tls(args)
+    tls = startup.tls(args)
+    problem = startup.port_taken(args.host, args.port)
+    if problem is None:
+        unreachable = startup.unreachable(url)
+        problem = f"cannot reach Redis at {_shown(url)}: {unreachable}" if unreachable else None
+    if problem:
+        print(f"mlcommons api: {problem}", file=sys.stderr)
+        return FATAL
     ctx = Context.connect(url, static=static, auto_refresh=False)
     if secure:
         _ensure_admin(ctx, None)
@@ -179,6 +158,7 @@ def cmd_dashboard(args) -> int:
 
 # --- serve ---------------------------------------------------------------------------------
 
+
 def _spawner(sup, name: str, argv: list[str], env: dict):
     """How the supervisor (re)starts one part: its own name and command line, fixed here, so a
     restart runs that part and no other."""
@@ -197,8 +177,17 @@ def cmd_serve(args) -> int:
     data_dir = Path(args.data_dir).resolve()
     static = _static(args)
     secure = bool(args.security or static["mlcommons.security.enabled"])
-    if not _check_bind("serve", args.host, secure, args.insecure_bind):
+    if not startup.check_bind("serve", args.host, secure, args.insecure_bind):
         return 2
+    problem = startup.port_taken(args.host, args.port) or (
+        startup.port_taken("127.0.0.1", args.dashboard_port) if args.dashboard_port else None)
+    external = _redis_url(args)
+    unreachable = startup.unreachable(external) if problem is None and external else None
+    if unreachable:
+        problem = f"cannot reach Redis at {_shown(external)}: {unreachable}"
+    if problem:
+        print(f"mlcommons serve: {problem}", file=sys.stderr)
+        return 1
     data_dir.mkdir(parents=True, exist_ok=True)
     sup = Supervisor(data_dir)
     stop_requested: list[int] = []
@@ -248,6 +237,12 @@ def cmd_serve(args) -> int:
             part = sup.add(f"worker-{i}", _spawner(sup, f"worker-{i}", worker, env))
             print(f"worker {i}   pid {part.proc.pid}, data {node_dir}, log {sup.logs / f'worker-{i}.log'}",
                   flush=True)
+        # The API opens its port only once the worker nodes have joined: a client that registers
+        # and deploys right after the ready line finds nodes to deploy to.
+        failed = startup.wait_joined(sup, url, static, args.workers, args.ready_timeout, stop_requested)
+        if failed:
+            print(f"mlcommons serve: {failed}", file=sys.stderr, flush=True)
+            return 1
         api = [python, "-m", "mlcommons", "api", "--host", args.host, "--port", str(args.port), *config]
         if args.insecure_bind:
             api.append("--insecure-bind")
@@ -261,8 +256,22 @@ def cmd_serve(args) -> int:
             dashboard = [python, "-m", "mlcommons", "dashboard", "--port", str(args.dashboard_port), *config]
             sup.add("dashboard", _spawner(sup, "dashboard", dashboard, env), stop_timeout=5)
             print(f"dashboard  http://127.0.0.1:{args.dashboard_port} (rq-dashboard)", flush=True)
+        failed = startup.wait_listening(sup, part, args.host, args.port, args.ready_timeout, stop_requested)
+        if failed:
+            print(f"mlcommons serve: {failed}", file=sys.stderr, flush=True)
+            return 1
+        sup.ready = True
+        if not stop_requested:
+            scheme = "https" if args.tls_cert else "http"
+            print(f"ready      {scheme}://{args.host}:{args.port} ({args.workers} worker node"
+                  f"{'' if args.workers == 1 else 's'} joined)", flush=True)
         while not stop_requested:
-            sup.check()
+            gave_up = sup.check()
+            if gave_up is not None:
+                print(f"mlcommons serve: {gave_up.name} keeps failing (exit {gave_up.proc.returncode}); stopping. "
+                      f"The end of {sup.logs / (gave_up.name + '.log')}:\n{sup.cause(gave_up)}",
+                      file=sys.stderr, flush=True)
+                return 1
             time.sleep(0.2)
     finally:
         print("stopping...", flush=True)
@@ -338,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--data-dir", default="./data")
     serve.add_argument("--dashboard-port", type=int, default=9181, help="0 to run no dashboard")
     serve.add_argument("--config", help="settings file (default config/mlcommons.yml)")
+    serve.add_argument("--ready-timeout", type=float, default=120.0,
+                       help="seconds to wait for the worker nodes to join and the API to listen")
     _security_options(serve)
     serve.set_defaults(func=cmd_serve)
 

@@ -30,6 +30,7 @@ PRINCIPAL = "principal"  # request key of the authenticated Principal
 ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("GET", "/"): R.CLUSTER_READ,
     ("GET", "/_nodes"): R.CLUSTER_READ,
+    ("GET", "/_cluster/health"): R.CLUSTER_READ,
     ("GET", "/_cluster/settings"): R.ADMIN,
     ("PUT", "/_cluster/settings"): R.ADMIN,
     # ML Commons

@@ -1,17 +1,23 @@
 """Cluster-level endpoints: GET / and the dynamic settings (GET/PUT /_cluster/settings)."""
 from __future__ import annotations
 
+import asyncio
+import time
+
 from aiohttp import web
 
 from mlcommons import __version__
 from mlcommons.api import audit
 from mlcommons.api.authz import PRINCIPAL
 from mlcommons.api.http import NODE_NAME, SERVICES, flag, read_json, respond
+from mlcommons.core import health as cluster_health
+from mlcommons.elasticsearch.deployments import parse_time
 from mlcommons.elasticsearch.protocol import wants_elasticsearch
 from mlcommons.errors import BadRequest
 from mlcommons.settings import SETTINGS, render_value, unflatten, validate_update
 
 COMPATIBLE_OPENSEARCH = "2.19.0"
+MAX_HEALTH_WAIT = 300.0  # seconds a health request may hold its connection, whatever its timeout says
 COMPATIBLE_ELASTICSEARCH = "9.1.0"
 
 
@@ -91,6 +97,24 @@ async def put_settings(request: web.Request) -> web.Response:
                     "transient": _render({k: v for k, v in updates["transient"].items() if v is not None}, flat)})
 
 
+async def health(request: web.Request) -> web.Response:
+    """OpenSearch's cluster health, waiting (``wait_for_nodes``, ``wait_for_status``, up to
+    ``timeout``, 30s by default) as scripts expect: 408 with ``timed_out: true`` when it did not come."""
+    svc = request.app[SERVICES]
+    want_nodes = cluster_health.parse_wait_for_nodes(request.query.get("wait_for_nodes"))
+    want_status = cluster_health.parse_wait_for_status(request.query.get("wait_for_status"))
+    timeout = min(max(parse_time(request.query.get("timeout", "30s"), "timeout"), 0.0), MAX_HEALTH_WAIT)
+    deadline = time.monotonic() + timeout
+    while True:
+        state = await svc.call(cluster_health.health)
+        if cluster_health.satisfied(state, want_status, want_nodes):
+            return respond(state)
+        if time.monotonic() >= deadline:
+            return respond({**state, "timed_out": True}, 408)
+        # node heartbeats and model states change on their own clocks: look again shortly
+        await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+
+
 async def get_nodes(request: web.Request) -> web.Response:
     """The live worker nodes, in the shape of OpenSearch's nodes info (plus what they hold)."""
     svc = request.app[SERVICES]
@@ -111,4 +135,5 @@ ROUTES = [
     ("GET", "/_cluster/settings", get_settings),
     ("PUT", "/_cluster/settings", put_settings),
     ("GET", "/_nodes", get_nodes),
+    ("GET", "/_cluster/health", health),
 ]

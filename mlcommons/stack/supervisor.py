@@ -19,6 +19,10 @@ from mlcommons.stack.procutil import die_with_parent, stop_process
 log = logging.getLogger(__name__)
 
 
+FATAL = 3  # the exit code of a part that cannot start (port in use, no Redis, no torch): not restarted
+GIVE_UP_AFTER = 5  # quick deaths in a row (each within 10 s of its start) before the supervisor gives up
+
+
 @dataclass
 class Part:
     name: str
@@ -29,6 +33,7 @@ class Part:
     next_start: float = 0.0
     backoff: float = 0.5
     started_at: float = field(default=0.0)
+    quick_deaths: int = 0
 
 
 class Supervisor:
@@ -40,6 +45,7 @@ class Supervisor:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.parts: list[Part] = []
         self.stopping = False
+        self.ready = False  # once the stack has come up, a FATAL exit is retried like any other
 
     def spawn(self, name: str, argv: list[str], env: dict | None = None) -> subprocess.Popen:
         with open(self.logs / f"{name}.log", "ab") as log_file:
@@ -59,8 +65,10 @@ class Supervisor:
         part.started_at = time.monotonic()
         (self.run_dir / f"{part.name}.pid").write_text(f"{part.proc.pid}\n")
 
-    def check(self) -> None:
-        """Restart any part that exited, with a growing pause if it keeps dying at once."""
+    def check(self) -> Part | None:
+        """Restart any part that exited, with a growing pause if it keeps dying at once. Returns
+        the part it gives up on: one that exits FATAL before the stack is ready, or one that died
+        within seconds of its start GIVE_UP_AFTER times in a row."""
         now = time.monotonic()
         for part in self.parts:
             if self.stopping or part.proc is None or part.proc.poll() is None:
@@ -68,6 +76,10 @@ class Supervisor:
             if part.next_start == 0.0:
                 code = part.proc.returncode
                 lived = now - part.started_at
+                part.quick_deaths = part.quick_deaths + 1 if lived <= 10 else 0
+                if (code == FATAL and not self.ready) or part.quick_deaths >= GIVE_UP_AFTER:
+                    log.error("%s exited (code %s) after %.1fs; giving up", part.name, code, lived)
+                    return part
                 # A part that ran for a while is restarted at once; one that keeps dying at
                 # start waits longer each time (up to 5 s), so a crash loop does not spin.
                 part.backoff = 0.5 if lived > 10 else min(part.backoff * 2, 5.0)
@@ -78,6 +90,15 @@ class Supervisor:
                 part.restarts += 1
                 self._start(part)
                 print(f"{part.name:<10} restarted (pid {part.proc.pid})", flush=True)
+        return None
+
+    def cause(self, part: Part, lines: int = 15) -> str:
+        """The last lines of a part's log: why it stopped."""
+        try:
+            text = (self.logs / f"{part.name}.log").read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.rstrip().splitlines()[-lines:])
 
     def stop(self) -> None:
         """Stop the parts in the reverse order of their start."""

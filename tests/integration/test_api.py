@@ -167,3 +167,15 @@ def test_cluster_settings(cluster):
     assert_error(cluster.api.put("/_cluster/settings", {"persistent": {name: "many"}}), 400)
     root = cluster.api.get("/").body
     assert root["cluster_name"] == "mlcommons" and root["version"]["distribution"] == "opensearch"
+
+
+def test_cluster_health_waits_as_scripts_expect(cluster):
+    api = cluster.api
+    health = api.get("/_cluster/health").body
+    assert health["status"] in ("green", "yellow") and health["number_of_nodes"] == 2
+    assert health["cluster_name"] and health["timed_out"] is False
+    assert api.get("/_cluster/health?wait_for_nodes=>=2&wait_for_status=yellow&timeout=5s").status == 200
+    late = api.get("/_cluster/health?wait_for_nodes=3&timeout=300ms")
+    assert late.status == 408 and late.body["timed_out"] is True and late.body["number_of_nodes"] == 2
+    assert api.get("/_cluster/health?wait_for_nodes=lots").status == 400
+    assert api.get("/_cluster/health?wait_for_status=purple").status == 400
