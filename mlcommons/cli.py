@@ -198,8 +198,12 @@ def cmd_serve(args) -> int:
         if url is None:
             from mlcommons.stack.embedded_redis import EmbeddedRedis
 
-            redis_server = EmbeddedRedis(data_dir / "redis",
-                                         maxmemory=_static(args)["mlcommons.redis.embedded_maxmemory"])
+            try:
+                redis_server = EmbeddedRedis(data_dir / "redis", maxmemory=static["mlcommons.redis.embedded_maxmemory"],
+                                             appendfsync=static["mlcommons.redis.appendfsync"])
+            except ValueError as exc:
+                print(f"mlcommons serve: mlcommons.redis.appendfsync: {exc}", file=sys.stderr)
+                return 1
             url = redis_server.start()
 
             def restart_redis():

@@ -74,11 +74,14 @@ def default_maxmemory() -> int:
 class EmbeddedRedis:
     def __init__(self, data_dir: Path, *, port: int | None = None, appendonly: bool = True,
                  binary: str | None = None, host: str = "127.0.0.1", maxmemory: int = 0,
-                 config_command: str = ""):
+                 config_command: str = "", appendfsync: str = "everysec"):
         """``maxmemory``: the memory ceiling in bytes; 0 = :func:`default_maxmemory`.
         ``config_command``: the secret name ``CONFIG`` keeps ("": none, it is gone)."""
         self.data_dir = Path(data_dir)
         self.config_command = config_command
+        if appendfsync not in ("everysec", "always", "no"):
+            raise ValueError(f"appendfsync must be everysec, always or no, not [{appendfsync}]")
+        self.appendfsync = appendfsync
         self.password: str | None = None
         self.port = port
         self.host = host
@@ -115,7 +118,7 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--save", "",
             "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", "everysec",
+            "--appendfsync", self.appendfsync,
             "--logfile", str(self.data_dir / "redis.log"),
             "--databases", "16",
             "--maxmemory", str(self.maxmemory),

@@ -130,3 +130,18 @@ def test_redacted_urls_never_show_the_password():
     assert redact("redis://:s3cret@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
     assert redact("rediss://user:s3cret@h:6380/1") == "rediss://user:***@h:6380/1"
     assert redact("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+def test_appendfsync_is_the_setting(tmp_path):
+    import pytest
+
+    server = EmbeddedRedis(tmp_path, appendfsync="always")
+    client = redis.Redis.from_url(server.start())
+    try:
+        assert client.info("persistence")["aof_enabled"] == 1
+        assert "--appendfsync" in server._args(server.port) and "always" in server._args(server.port)
+    finally:
+        client.close()
+        server.stop()
+    with pytest.raises(ValueError, match="everysec, always or no"):
+        EmbeddedRedis(tmp_path, appendfsync="sometimes")
