@@ -98,7 +98,7 @@ def cmd_api(args) -> int:
     if not startup.check_bind("api", args.host, secure, args.insecure_bind):
         return 2
     tls = startup.tls(args)
-    problem = startup.port_taken(args.host, args.port)
+    problem = startup.port_taken(args.host, args.port, reuse_port=args.reuse_port)
     if problem is None:
         unreachable = startup.unreachable(url)
         problem = f"cannot reach Redis at {_shown(url)}: {unreachable}" if unreachable else None
@@ -109,9 +109,16 @@ def cmd_api(args) -> int:
     if secure:
         _ensure_admin(ctx, None)
     scheme = "https" if tls else "http"
-    print(f"mlcommons API listening on {scheme}://{args.host}:{args.port} (Redis {_shown(url)}; security "
-          f"{'on' if secure else 'off'})", flush=True)
-    asyncio.run(serve(ctx, args.host, args.port, ssl_context=tls))
+
+    def listening() -> None:
+        print(f"mlcommons API listening on {scheme}://{args.host}:{args.port} (Redis {_shown(url)}; security "
+              f"{'on' if secure else 'off'})", flush=True)
+        ready_file = os.environ.get("MLCOMMONS_READY_FILE")  # serve waits for it before its ready line
+        if ready_file:
+            Path(ready_file).write_text(f"{os.getpid()}\n")
+
+    asyncio.run(serve(ctx, args.host, args.port, ssl_context=tls, reuse_port=args.reuse_port,
+                      on_listening=listening))
     return 0
 
 
@@ -252,15 +259,22 @@ def cmd_serve(args) -> int:
             api.append("--insecure-bind")
         if args.tls_cert or args.tls_key:
             api += ["--tls-cert", str(args.tls_cert), "--tls-key", str(args.tls_key)]
-        part = sup.add("api", _spawner(sup, "api", api, env))
+        if args.api_processes > 1:
+            api.append("--reuse-port")  # several processes on one port: the kernel spreads connections
         scheme = "https" if args.tls_cert else "http"
-        print(f"api        {scheme}://{args.host}:{args.port} (pid {part.proc.pid}, log {sup.logs / 'api.log'}; "
-              f"security {'on' if secure else 'off'})", flush=True)
+        ready_files = []
+        for i in range(args.api_processes):
+            name = "api" if i == 0 else f"api-{i + 1}"
+            ready_files.append(sup.run_dir / f"{name}.listening")
+            ready_files[-1].unlink(missing_ok=True)
+            part = sup.add(name, _spawner(sup, name, api, {**env, "MLCOMMONS_READY_FILE": str(ready_files[-1])}))
+            print(f"{name:<10} {scheme}://{args.host}:{args.port} (pid {part.proc.pid}, "
+                  f"log {sup.logs / (name + '.log')}; security {'on' if secure else 'off'})", flush=True)
         if args.dashboard_port:
             dashboard = [python, "-m", "mlcommons", "dashboard", "--port", str(args.dashboard_port), *config]
             sup.add("dashboard", _spawner(sup, "dashboard", dashboard, env), stop_timeout=5)
             print(f"dashboard  http://127.0.0.1:{args.dashboard_port} (rq-dashboard)", flush=True)
-        failed = startup.wait_listening(sup, part, args.host, args.port, args.ready_timeout, stop_requested)
+        failed = startup.wait_listening(sup, ready_files, args.host, args.port, args.ready_timeout, stop_requested)
         if failed:
             print(f"mlcommons serve: {failed}", file=sys.stderr, flush=True)
             return 1
@@ -351,6 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--data-dir", default="./data")
     serve.add_argument("--dashboard-port", type=int, default=9181, help="0 to run no dashboard")
     serve.add_argument("--config", help="settings file (default config/mlcommons.yml)")
+    serve.add_argument("--api-processes", type=int, default=2 if (os.cpu_count() or 1) >= 2 else 1,
+                       help="API processes sharing the port (default 2 with at least 2 cores): a crash of one "
+                            "costs only the requests it held")
     serve.add_argument("--ready-timeout", type=float, default=120.0,
                        help="seconds to wait for the worker nodes to join and the API to listen")
     _security_options(serve)
@@ -361,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=9200)
     api.add_argument("--config")
+    api.add_argument("--reuse-port", action="store_true",
+                     help="share the port with other API processes (SO_REUSEPORT), as serve --api-processes does")
     _security_options(api)
     api.set_defaults(func=cmd_api)
 

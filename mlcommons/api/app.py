@@ -5,6 +5,7 @@ import asyncio
 import logging
 import signal
 import socket
+from typing import Callable
 
 from aiohttp import web
 
@@ -61,20 +62,24 @@ def create_app(ctx: Context, *, bind_host: str = "127.0.0.1", node_name: str | N
 
 
 async def serve(ctx: Context, host: str, port: int, *, ready: asyncio.Event | None = None,
-                stop: asyncio.Event | None = None, ssl_context=None) -> None:
+                stop: asyncio.Event | None = None, ssl_context=None, reuse_port: bool = False,
+                on_listening: Callable[[], None] | None = None) -> None:
     """Run the API until ``stop`` is set (or SIGINT/SIGTERM when no event is given)."""
     app = create_app(ctx, bind_host=host)
     runner = Runner(app, access_log=None, handle_signals=False,
                     keepalive_timeout=ctx.settings.get("mlcommons.http.keepalive_timeout_seconds"),
                     read_timeout=ctx.settings.get("mlcommons.http.read_timeout_seconds"))
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
+    site = web.TCPSite(runner, host, port, reuse_address=True, reuse_port=reuse_port or None,
+                       ssl_context=ssl_context)
     await site.start()
     if stop is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+    if on_listening is not None:
+        on_listening()
     if ready is not None:
         ready.set()
     try:

@@ -155,7 +155,7 @@ def parse(service: str, task_type: str, raw: dict[str, Any]) -> tuple[dict[str, 
         pairs = [p for p in query if isinstance(p, list) and len(p) == 2]
         url += ("&" if "?" in url else "?") + "&".join(f"{k}={v}" for k, v in pairs)
     shown["rate_limit"] = {"requests_per_minute": per_minute}
-    pre = "connector.pre_process.cohere.rerank" if task_type == "rerank" else "connector.pre_process.default.embedding"
+    pre = "connector.pre_process." + ("cohere.rerank" if task_type == "rerank" else "default.embedding")
     action = {"action_type": "PREDICT", "method": "POST", "url": url, "headers": headers, "request_body": body,
               "pre_process_function": pre}
     if post:

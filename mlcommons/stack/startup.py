@@ -71,13 +71,16 @@ def unreachable(url: str, within: float = 5.0) -> str | None:
         time.sleep(0.2)
 
 
-def port_taken(host: str, port: int) -> str | None:
-    """Why ``host:port`` cannot be listened on (in use, or not an address here), or None."""
+def port_taken(host: str, port: int, reuse_port: bool = False) -> str | None:
+    """Why ``host:port`` cannot be listened on (in use, or not an address here), or None.
+    ``reuse_port``: sharing it with our own API processes (SO_REUSEPORT) is fine."""
     import socket
 
     family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             sock.bind((host.strip("[]"), port))
         except OSError as exc:
@@ -119,21 +122,16 @@ def wait_joined(sup, url: str, static: dict, workers: int, timeout: float, stop_
         ctx.close()
 
 
-def wait_listening(sup, api_part, host: str, port: int, timeout: float, stop_requested: list) -> str | None:
-    """Wait until the API accepts connections; why not, or None."""
-    import socket
-
+def wait_listening(sup, ready_files: list, host: str, port: int, timeout: float, stop_requested: list) -> str | None:
+    """Wait until every API process listens (each writes its ``ready_files`` entry once its port is
+    open); why not, or None."""
     deadline = time.monotonic() + timeout
-    target = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host.strip("[]"))
     while not stop_requested:
         gave_up = sup.check()
         if gave_up is not None:
             return fatal(sup, gave_up)
-        try:
-            with socket.create_connection((target, port), timeout=1):
-                return None
-        except OSError:
-            pass
+        if all(path.exists() for path in ready_files):
+            return None
         if time.monotonic() >= deadline:
             return f"the API did not listen on {host}:{port} within {timeout:.0f}s; see {sup.logs / 'api.log'}"
         time.sleep(0.05)

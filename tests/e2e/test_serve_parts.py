@@ -33,7 +33,8 @@ def test_a_killed_api_comes_back_and_the_dashboard_stays(tmp_path):
     data = tmp_path / "data"
     log = open(tmp_path / "serve.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "mlcommons", "serve", "--workers", "0", "--port", str(port),
-                             "--dashboard-port", str(dashboard_port), "--data-dir", str(data)],
+                             "--dashboard-port", str(dashboard_port), "--data-dir", str(data),
+                             "--api-processes", "2"],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                             env={k: v for k, v in child_env().items() if k != "MLCOMMONS_REDIS_URL"})
     api = Client(f"http://127.0.0.1:{port}")
@@ -65,7 +66,13 @@ def test_a_killed_api_comes_back_and_the_dashboard_stays(tmp_path):
 
         api_pid, dashboard_pid = pid_of(data, "api"), pid_of(data, "dashboard")
         assert "api" in cmdline(api_pid) and "dashboard" in cmdline(dashboard_pid)
+        second = pid_of(data, "api-2")  # two API processes on one port (the default with 2 cores)
+        assert second and "--reuse-port" in cmdline(second)
         os.kill(api_pid, signal.SIGKILL)
+        wait_for(lambda: not Path(f"/proc/{api_pid}").exists() or "zombie" in Path(f"/proc/{api_pid}/status")
+                 .read_text().lower(), 10, 0.01, "the killed API to be gone")
+        # the other API process answers meanwhile: no refused connection
+        assert all(api.get("/_plugins/_ml/models/_search").status == 200 for _ in range(20))
 
         def api_back():
             pid = pid_of(data, "api")
