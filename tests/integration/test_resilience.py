@@ -273,3 +273,27 @@ def test_sync_up_heals_a_wrong_worker_list(make_cluster, tiny):
                      15, 0.1, "the sync-up to correct the list")
     assert model["model_state"] == "DEPLOYED"
     c.assert_worker_lists_true(model_id)
+
+
+def test_predictions_sent_across_a_whole_cluster_restart_are_all_answered(make_cluster, tiny):
+    """The moment the API answers again after everything restarted, clients predict: none of
+    their requests fails; they wait in the queue for the redeploy (issue: 503 'no worker node
+    serves model [...] any more' while the model document still claimed its old nodes)."""
+    zip_path, info = tiny
+    c = make_cluster()
+    model_id = register(c, zip_path, info)
+    assert c.wait_task(start_deploy(c, model_id))["state"] == "COMPLETED"
+    c.api_process.stop()
+    for node in c.nodes:
+        c.kill_worker(node)
+    c.redis_server.stop()
+    c.start_redis()
+    for node in c.nodes:
+        c.start_worker(node, wait=False)
+    c.start_api()
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(lambda i: c.api.post(f"{ML}/models/{model_id}/_predict", {"text_docs": [f"t{i}"]}),
+                                range(80)))
+    failed = [(r.status, r.body) for r in replies if r.status != 200]
+    assert not failed, failed[:5]
+    assert wait_state(c, model_id, "DEPLOYED", 60)["current_worker_nodes"] == ["node-a", "node-b"]
