@@ -105,6 +105,10 @@ class Load:
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.counts = {"ok": 0, "error": 0, "refused": 0, "hung": 0}
+        self.round = 0  # the round under way: each request is counted in the round it started in
+        self.by_round: dict[int, dict[str, int]] = {}
+        self.errors: dict[str, int] = {}  # "status reason" -> count, over the whole run
+        self.round_errors: dict[int, dict[str, int]] = {}
         self.slowest = 0.0
         self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(clients)]
 
@@ -123,20 +127,33 @@ class Load:
             model_id = self.model_ids[n % len(self.model_ids)]
             n += 1
             started = time.monotonic()
+            round_no = self.round
+            error = None
             try:
                 # A request must be answered (or refused) before its deadline plus a margin;
                 # past that, it hung.
-                status, _ = self.api.call("POST", f"{ML}/models/{model_id}/_predict",
-                                          {"text_docs": [f"client {i} request {n}"]}, timeout=PREDICT_TIMEOUT + 10)
+                status, body = self.api.call("POST", f"{ML}/models/{model_id}/_predict",
+                                             {"text_docs": [f"client {i} request {n}"]}, timeout=PREDICT_TIMEOUT + 10)
                 kind = "ok" if status == 200 else "error"
+                if kind == "error":
+                    found = body.get("error") if isinstance(body, dict) else None
+                    reason = found.get("reason") if isinstance(found, dict) else str(body)
+                    error = f"{status} {str(reason)[:160]}"
             except (TimeoutError, urllib.error.URLError) as exc:
                 reason = getattr(exc, "reason", exc)
                 kind = "hung" if isinstance(reason, TimeoutError) or "timed out" in str(reason) else "refused"
-            except (ConnectionError, OSError):
-                kind = "refused"
+                error = f"{kind}: {str(reason)[:120]}"
+            except (ConnectionError, OSError) as exc:
+                kind, error = "refused", f"refused: {type(exc).__name__}"
             elapsed = time.monotonic() - started
             with self.lock:
                 self.counts[kind] += 1
+                counts = self.by_round.setdefault(round_no, {"ok": 0, "error": 0, "refused": 0, "hung": 0})
+                counts[kind] += 1
+                if error is not None:
+                    self.errors[error] = self.errors.get(error, 0) + 1
+                    per_round = self.round_errors.setdefault(round_no, {})
+                    per_round[error] = per_round.get(error, 0) + 1
                 if kind != "refused":
                     self.slowest = max(self.slowest, elapsed)
             if kind == "refused":
@@ -284,8 +301,26 @@ def main() -> int:
         load = Load(api, chaos.models)
         load.start()
         for number in range(1, args.rounds + 1):
-            chaos.rounds.append(chaos.round(number, KINDS[(number - 1) % len(KINDS)]))
+            load.round = number
+            result = chaos.round(number, KINDS[(number - 1) % len(KINDS)])
+            chaos.rounds.append(result)
+        load.round = args.rounds + 1
         load.finish()
+        for result in chaos.rounds:
+            result["requests"] = load.by_round.get(result["round"], {"ok": 0, "error": 0, "refused": 0, "hung": 0})
+            result["errors"] = load.round_errors.get(result["round"], {})
+        print()
+        print("round kind               ok  failed  refused  hung")
+        for result in chaos.rounds:
+            r = result["requests"]
+            print(f"{result['round']:5d} {result['kind']:<18} {r['ok']:4d} {r['error']:7d} {r['refused']:8d} "
+                  f"{r['hung']:5d}" + (f"   {'; '.join(f'{k} x{v}' for k, v in result['errors'].items())}"
+                                        if result["errors"] else ""))
+        # A kill of an API process may cost the requests that process held (their connection is
+        # reset), and only those: counted apart from the failures.
+        lost_with_api = sum(r["requests"]["refused"] + r["requests"]["error"] for r in chaos.rounds
+                            if r["kind"] == "api" and not any(not k.startswith(("refused", "hung"))
+                                                              for k in r["errors"]))
         stuck = wait(lambda: not chaos.open_tasks(), 60) is None and chaos.open_tasks() or []
         lost = [m for m in chaos.models if api.call("GET", f"{ML}/models/{m}")[0] != 200
                 or api.ok("GET", f"{ML}/models/{m}")["model_state"] != "DEPLOYED"]
@@ -296,6 +331,10 @@ def main() -> int:
             "models_lost": len(lost),
             "requests_hung": load.counts["hung"],
             "requests": dict(load.counts),
+            "requests_failed": load.counts["error"],
+            "requests_refused": load.counts["refused"],
+            "requests_lost_with_a_killed_api": lost_with_api,
+            "errors": dict(sorted(load.errors.items(), key=lambda kv: -kv[1])),
             "slowest_answer_s": round(load.slowest, 2),
             "rounds_not_settled": sum(1 for r in chaos.rounds if not r["settled"]),
             "rounds_dashboard_down": sum(1 for r in chaos.rounds if not r["dashboard_answers"]),
@@ -311,6 +350,9 @@ def main() -> int:
                     "rounds_dashboard_down", "slowest_answer_s"):
             print(f"{key:<32} {report[key]}")
         print(f"{'requests':<32} {report['requests']}")
+        print(f"{'lost with a killed API process':<32} {lost_with_api}")
+        for error, count in report["errors"].items():
+            print(f"  {count:5d} x {error}")
         print(f"report written to {args.report}")
         bad = (report["tasks_stuck"] or report["models_lost"] or report["requests_hung"] or report["rounds_not_settled"]
                or report["rounds_dashboard_down"])
