@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 FATAL = 3  # the exit code of a part that cannot start (port in use, no Redis, no torch): not restarted
-GIVE_UP_AFTER = 5  # quick deaths in a row (each within 10 s of its start) before the supervisor gives up
+GIVE_UP_AFTER = 5  # exits in a row, each within 10 s of its start, before the supervisor gives up
 
 
 @dataclass
@@ -76,7 +76,9 @@ class Supervisor:
             if part.next_start == 0.0:
                 code = part.proc.returncode
                 lived = now - part.started_at
-                part.quick_deaths = part.quick_deaths + 1 if lived <= 10 else 0
+                # only deaths of its own (an exit code): one killed by a signal (an operator, the
+                # chaos command, the OOM killer) is restarted however often it happens
+                part.quick_deaths = part.quick_deaths + 1 if lived <= 10 and code > 0 else 0
                 if (code == FATAL and not self.ready) or part.quick_deaths >= GIVE_UP_AFTER:
                     log.error("%s exited (code %s) after %.1fs; giving up", part.name, code, lived)
                     return part

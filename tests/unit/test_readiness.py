@@ -47,3 +47,18 @@ def test_wait_for_status_orders_green_yellow_red():
         health.parse_wait_for_status("blue")
     with pytest.raises(BadRequest):
         health.parse_wait_for_nodes(">=x")
+
+
+def test_a_part_killed_again_and_again_is_never_given_up(tmp_path):
+    """The chaos command kills a worker within seconds of its start, round after round: that is
+    not the part failing to start."""
+    import signal
+
+    sup = Supervisor(tmp_path)
+    sup.ready = True
+    part = sup.add("victim", lambda: subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]))
+    for _ in range(7):
+        pid = part.proc.pid
+        part.proc.send_signal(signal.SIGKILL)
+        wait_for(lambda: sup.check() is None and part.proc.pid != pid, 20, 0.02, "a restart")
+    sup.stop()
