@@ -57,7 +57,7 @@ def test_a_part_killed_again_and_again_is_never_given_up(tmp_path):
     sup = Supervisor(tmp_path)
     sup.ready = True
     part = sup.add("victim", lambda: subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]))
-    for _ in range(7):
+    for _ in range(5):
         pid = part.proc.pid
         part.proc.send_signal(signal.SIGKILL)
         wait_for(lambda: sup.check() is None and part.proc.pid != pid, 20, 0.02, "a restart")
