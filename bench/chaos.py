@@ -105,7 +105,9 @@ class Load:
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.counts = {"ok": 0, "error": 0, "refused": 0, "hung": 0}
-        self.round = 0  # the round under way: each request is counted in the round it started in
+        # the round under way: each request is counted in the round it ended in (what happened
+        # then decided its fate: a request begun just before an API round dies with that process)
+        self.round = 0
         self.by_round: dict[int, dict[str, int]] = {}
         self.errors: dict[str, int] = {}  # "status reason" -> count, over the whole run
         self.round_errors: dict[int, dict[str, int]] = {}
@@ -127,7 +129,6 @@ class Load:
             model_id = self.model_ids[n % len(self.model_ids)]
             n += 1
             started = time.monotonic()
-            round_no = self.round
             error = None
             try:
                 # A request must be answered (or refused) before its deadline plus a margin;
@@ -146,6 +147,7 @@ class Load:
             except (ConnectionError, OSError) as exc:
                 kind, error = "refused", f"refused: {type(exc).__name__}"
             elapsed = time.monotonic() - started
+            round_no = self.round
             with self.lock:
                 self.counts[kind] += 1
                 counts = self.by_round.setdefault(round_no, {"ok": 0, "error": 0, "refused": 0, "hung": 0})
@@ -167,8 +169,17 @@ class Chaos:
         self.data_dir = data_dir
         self.workers = workers
         self.rng = rng
-        self.models: list[str] = []
+        self.models: list[str] = []  # every model, each of which must be DEPLOYED again after a round
         self.rounds: list[dict] = []
+
+    @property
+    def served(self) -> list[str]:
+        """The models under the prediction load."""
+        return self.models[:2]
+
+    @property
+    def spare(self) -> str:
+        return self.models[2]
 
     # --- observations -----------------------------------------------------------------
     def task_total(self) -> int:
@@ -197,7 +208,10 @@ class Chaos:
 
     # --- the rounds -------------------------------------------------------------------
     def setup(self) -> None:
-        for _ in range(2):
+        # Three copies: two serve the prediction load, the third is the one a worker-deploying
+        # round undeploys and deploys again (an undeploy under load would fail the requests sent
+        # meanwhile, as ML Commons does, which is no fault of the cluster's)
+        for _ in range(3):
             task_id = self.api.ok("POST", f"{ML}/models/_register", MINILM)["task_id"]
             task = wait(lambda: (t := self.api.ok("GET", f"{ML}/tasks/{task_id}"))["state"] != "CREATED" and t, 300)
             if not task or task["state"] != "COMPLETED":
@@ -228,7 +242,7 @@ class Chaos:
         victim = {"api": "api", "redis": "redis"}.get(kind, worker)
         before = wait(self.boots, 30) or {}
         if kind == "worker-deploying":
-            model_id = self.rng.choice(self.models)
+            model_id = self.spare
             self.api.call("POST", f"{ML}/models/{model_id}/_undeploy")
             # (a prediction may have started an auto-deploy already; then this joins it)
             self.api.call("POST", f"{ML}/models/{model_id}/_deploy")
@@ -276,9 +290,14 @@ def main() -> int:
     parser.add_argument("--data-dir", help="that stack's --data-dir (for its pid files)")
     parser.add_argument("--dashboard-url", help="that stack's rq-dashboard, checked after each round")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--kinds", default=",".join(KINDS),
+                        help=f"the faults to cycle through, comma-separated (default: all of {','.join(KINDS)})")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--report", default=str(ROOT / "bench" / "results" / "chaos.json"))
     args = parser.parse_args()
+    kinds = [k for k in args.kinds.split(",") if k]
+    if not kinds or set(kinds) - set(KINDS):
+        parser.error(f"--kinds: choose among {', '.join(KINDS)}")
 
     stack = None
     if args.url:
@@ -298,11 +317,11 @@ def main() -> int:
         chaos = Chaos(api, data_dir, args.workers, random.Random(args.seed), dashboard)
         chaos.setup()
         tasks_at_start = chaos.task_total()
-        load = Load(api, chaos.models)
+        load = Load(api, chaos.served)
         load.start()
         for number in range(1, args.rounds + 1):
             load.round = number
-            result = chaos.round(number, KINDS[(number - 1) % len(KINDS)])
+            result = chaos.round(number, kinds[(number - 1) % len(kinds)])
             chaos.rounds.append(result)
         load.round = args.rounds + 1
         load.finish()

@@ -14,6 +14,7 @@ from mlcommons.api.connections import Runner
 from mlcommons.api.hosts import HostPolicy
 from mlcommons.api.http import ELASTICSEARCH, NODE_NAME, OPENSEARCH, SERVICES, WATCHER, add_routes
 from mlcommons.api.services import Services
+from mlcommons.cluster import dead_nodes
 from mlcommons.cluster.watcher import Watcher
 from mlcommons.core.context import Context
 from mlcommons.elasticsearch import handlers as elasticsearch
@@ -45,6 +46,9 @@ def create_app(ctx: Context, *, bind_host: str = "127.0.0.1", node_name: str | N
 
     async def on_startup(app: web.Application) -> None:
         await app[SERVICES].start()
+        # Before the port opens: nodes with no live heartbeat are gone, so that nothing this
+        # process reports claims them (the watcher would see it too, a round later).
+        await app[SERVICES].run(dead_nodes.step, app[SERVICES].ctx)
         if watcher:
             # The watcher has its own connections: its rounds never wait on the API's.
             app[WATCHER] = Watcher(Context.connect(ctx.redis_url, static=ctx.settings.static))

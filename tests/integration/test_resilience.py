@@ -297,3 +297,18 @@ def test_predictions_sent_across_a_whole_cluster_restart_are_all_answered(make_c
     failed = [(r.status, r.body) for r in replies if r.status != 200]
     assert not failed, failed[:5]
     assert wait_state(c, model_id, "DEPLOYED", 60)["current_worker_nodes"] == ["node-a", "node-b"]
+
+
+def test_an_api_that_starts_never_reports_a_node_without_a_heartbeat(make_cluster, tiny):
+    """A node died while no API process ran (so no watcher saw it): the first answer of the API
+    that starts next already leaves it out."""
+    zip_path, info = tiny
+    c = make_cluster()
+    model_id = register(c, zip_path, info)
+    assert c.wait_task(start_deploy(c, model_id))["state"] == "COMPLETED"
+    c.api_process.stop()
+    c.kill_worker("node-b")
+    wait_for(lambda: not c.redis.exists(KEYS.node_alive("node-b")), 10, 0.05, "node-b's heartbeat to expire")
+    c.start_api()
+    model = c.api.get(f"{ML}/models/{model_id}").body
+    assert model["current_worker_nodes"] == ["node-a"] and model["model_state"] == "PARTIALLY_DEPLOYED", model
