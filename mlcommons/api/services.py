@@ -167,11 +167,24 @@ class Services:
             raise ValueError(f"unknown prediction kind {kind!r}")
         try:
             return await call(timeout)
-        except NoRoute:
+        except NoRoute as exc:
             if not auto_deploy:
                 raise
+            served_before = exc.deployed_before
         # Auto-deploy on the first predict: deploy a model nobody serves and wait until it serves.
-        task_id = await self.run(deploys.auto_deploy, self.ctx, unit_id)
+        while True:
+            try:
+                task_id = await self.run(deploys.auto_deploy, self.ctx, unit_id)
+                break
+            except ServiceUnavailable:
+                # A model that was served and whose nodes are all away (a whole-cluster restart:
+                # the API is back before the workers): wait for them, and for auto-redeploy, within
+                # the request's time-out, rather than fail it.
+                if not served_before or time.monotonic() >= deadline:
+                    raise
+                if await self.serving_nodes(unit_id) > 0:
+                    return await call(max(0.01, deadline - time.monotonic()))
+                await asyncio.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
         await self.wait_serving(unit_id, task_id, deadline)
         return await call(max(0.01, deadline - time.monotonic()))
 

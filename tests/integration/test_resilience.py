@@ -189,6 +189,19 @@ def test_api_restarted_and_watcher_takes_over(make_cluster, tiny):
     c.assert_worker_lists_true(model_id)
 
 
+def restart_everything(c) -> None:
+    """Everything stops, as at a power cut after a clean flush (API, workers, then Redis), and
+    starts again; returns once the API answers (the workers may still be starting)."""
+    c.api_process.stop()
+    for node in c.nodes:
+        c.kill_worker(node)
+    c.redis_server.stop()
+    c.start_redis()
+    for node in c.nodes:
+        c.start_worker(node, wait=False)
+    c.start_api()
+
+
 def test_whole_cluster_restart_redeploys_what_was_deployed(make_cluster, tiny):
     zip_path, info = tiny
     c = make_cluster()
@@ -198,15 +211,7 @@ def test_whole_cluster_restart_redeploys_what_was_deployed(make_cluster, tiny):
     assert c.wait_task(start_deploy(c, everywhere))["state"] == "COMPLETED"
     assert c.wait_task(start_deploy(c, on_b, ["node-b"]))["state"] == "COMPLETED"
     tasks_before = c.api.post(f"{ML}/tasks/_search", {"size": 0}).body["hits"]["total"]["value"]
-    # Everything stops, as at a power cut after a clean flush: API, workers, then Redis.
-    c.api_process.stop()
-    for node in c.nodes:
-        c.kill_worker(node)
-    c.redis_server.stop()
-    c.start_redis()
-    for node in c.nodes:
-        c.start_worker(node, wait=False)
-    c.start_api()
+    restart_everything(c)
     for node in c.nodes:
         c.wait_alive(node)  # a node is alive only after it has cleaned up after its last run
     # Nobody calls _deploy: the models that were deployed are deployed again, with their plans,
@@ -283,14 +288,7 @@ def test_predictions_sent_across_a_whole_cluster_restart_are_all_answered(make_c
     c = make_cluster()
     model_id = register(c, zip_path, info)
     assert c.wait_task(start_deploy(c, model_id))["state"] == "COMPLETED"
-    c.api_process.stop()
-    for node in c.nodes:
-        c.kill_worker(node)
-    c.redis_server.stop()
-    c.start_redis()
-    for node in c.nodes:
-        c.start_worker(node, wait=False)
-    c.start_api()
+    restart_everything(c)
     with ThreadPoolExecutor(8) as pool:
         replies = list(pool.map(lambda i: c.api.post(f"{ML}/models/{model_id}/_predict", {"text_docs": [f"t{i}"]}),
                                 range(80)))
