@@ -28,16 +28,18 @@ def secure(tmp_path_factory):
     local = LocalCluster(work, ("node-s",), env={"MLCOMMONS_SECURITY_ENABLED": "true",
                                                   "MLCOMMONS_ADMIN_PASSWORD": ADMIN_PASSWORD,
                                                   "MLCOMMONS_MLCOMMONS_SECURITY_AUDIT_LOG": str(work / "audit.log")})
-    local.start()
-    local.admin = Client(local.api.base, basic("admin", ADMIN_PASSWORD))
-    local.audit = work / "audit.log"
-    for name, role in (("reader", "ml_readonly_access"), ("full", "ml_full_access"),
-                       ("es-user", "machine_learning_user"), ("inf-user", "inference_user")):
-        resp = local.admin.put(f"/_security/user/{name}", {"password": f"{name}-password", "roles": [role],
-                                                           "backend_roles": [f"team-{name}"]})
-        assert resp.status == 200 and resp.body == {"created": True}, resp.body
-    yield local
-    local.stop()
+    try:
+        local.start()
+        local.admin = Client(local.api.base, basic("admin", ADMIN_PASSWORD))
+        local.audit = work / "audit.log"
+        for name, role in (("reader", "ml_readonly_access"), ("full", "ml_full_access"),
+                           ("es-user", "machine_learning_user"), ("inf-user", "inference_user")):
+            resp = local.admin.put(f"/_security/user/{name}", {"password": f"{name}-password", "roles": [role],
+                                                               "backend_roles": [f"team-{name}"]})
+            assert resp.status == 200 and resp.body == {"created": True}, resp.body
+        yield local
+    finally:  # a start that failed halfway leaves no worker behind either
+        local.stop()
 
 
 def concrete(path: str) -> str:
