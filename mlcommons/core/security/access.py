@@ -14,12 +14,13 @@ too. With security off it is None, and nothing here refuses anything.
 from __future__ import annotations
 
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Iterable
 
 from mlcommons.core.context import Context
 from mlcommons.core.security import roles
 from mlcommons.core.security.authn import Principal
 from mlcommons.errors import BadRequest, Forbidden
+from mlcommons.store import keys as K
 
 CURRENT: ContextVar[Principal | None] = ContextVar("mlcommons_principal", default=None)
 MODES = ("public", "private", "restricted")
@@ -128,8 +129,6 @@ def check_model(ctx: Context, model: dict[str, Any]) -> None:
     """Refuse (403) a model whose group the user may not use."""
     if not models_on(ctx) or current() is None:
         return
-    from mlcommons.store import keys as K
-
     group_id = model.get("model_group_id")
     group = ctx.docs.get(K.MODEL_GROUP, group_id) if group_id else None
     if not may_use(group):
@@ -153,14 +152,13 @@ def check_model_id(ctx: Context, model_id: str) -> None:
     the operation answers its own 404)."""
     if not models_on(ctx) or current() is None:
         return
-    from mlcommons.store import keys as K
-
     model = ctx.docs.get(K.MODEL, model_id)
     if model is not None:
         check_model(ctx, model)
 
 
-def visible_models(ctx: Context, docs, groups) -> object:
+def visible_models(ctx: Context, docs: Iterable[tuple[str, dict]], groups: Iterable[tuple[str, dict]]
+                   ) -> Iterable[tuple[str, dict]]:
     """``docs`` (id, model document) filtered to those whose group the user may use."""
     allowed = visible_groups(ctx, dict(groups))
     if allowed is None:
