@@ -235,7 +235,7 @@ def cmd_serve(args) -> int:
                 _ensure_admin(ctx, data_dir)
             finally:
                 ctx.close()
-        if not _static(args).get("mlcommons.security.master_key_file"):
+        if not static.get("mlcommons.security.master_key_file"):
             # Connector credentials are sealed with a key kept here, never in Redis beside them.
             env[env_name("mlcommons.security.master_key_file")] = str(create_key_file(data_dir / "master.key"))
         config = ["--config", args.config] if args.config else []

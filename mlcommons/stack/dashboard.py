@@ -83,8 +83,9 @@ def guarded(app: Wsgi, hosts: HostPolicy, admin: Callable[[str | None], bool] | 
                                       environ.get("HTTP_SEC_FETCH_SITE"), reads_too=True)
             if reason is not None:
                 error = Forbidden(reason)
-            elif read_only_refusal(environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "")):
-                error = Forbidden(read_only_refusal(environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "")))
+            else:
+                refusal = read_only_refusal(environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", ""))
+                error = Forbidden(refusal) if refusal else None
         if error is None:
             return app(environ, start_response)
         body = orjson.dumps(error.body())

@@ -11,6 +11,8 @@ model (``_infer``, ``POST _inference``) is a *monitor* action; as in ML Commons,
 """
 from __future__ import annotations
 
+import functools
+
 # Actions, the unit a route needs.
 ML_READ = "ml:read"              # get, search, stats, profile, tasks
 ML_INFER = "ml:infer"            # _predict, _infer
@@ -49,6 +51,12 @@ ROLES: dict[str, tuple[str, ...]] = {
 
 
 def actions_of(roles: list[str] | tuple[str, ...]) -> frozenset[str]:
+    """What ``roles`` allow together (asked on every request with security on: remembered)."""
+    return _actions(tuple(roles))
+
+
+@functools.lru_cache(maxsize=1024)
+def _actions(roles: tuple[str, ...]) -> frozenset[str]:
     allowed = set(EVERYONE)
     for role in roles:
         for privilege in ROLES.get(role, ()):
