@@ -70,11 +70,16 @@ def cmd_worker(args) -> int:
     if problem:
         print(f"mlcommons worker: cannot reach Redis at {_shown(url)}: {problem}", file=sys.stderr)
         return FATAL
+    from mlcommons.core import nodes
     from mlcommons.core.context import Context
-    from workers.node import WorkerNode
+    from mlcommons.ids import new_id
+    from workers.node import WorkerNode, stable_node_id
 
-    ctx = Context.connect(url, static=_static(args))
-    node = WorkerNode(ctx, Path(args.data_dir), node_id=args.node_id)
+    data_dir = Path(args.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    node_id, boot_id = args.node_id or stable_node_id(data_dir), new_id()
+    ctx = Context.connect(url, static=_static(args), client_name=nodes.client_name(node_id, boot_id))
+    node = WorkerNode(ctx, data_dir, node_id=node_id, boot_id=boot_id)
     print(f"mlcommons worker node {node.node_id} (pid {os.getpid()}) on {_shown(url)}", flush=True)
     node.run()
     return 0

@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import socket
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,13 +104,14 @@ def _device() -> str:
 
 
 class WorkerNode:
-    def __init__(self, ctx: Context, data_dir: Path, node_id: str | None = None, name: str | None = None):
+    def __init__(self, ctx: Context, data_dir: Path, node_id: str | None = None, name: str | None = None,
+                 boot_id: str | None = None):
         self.ctx = ctx
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.node_id = node_id or stable_node_id(self.data_dir)
         self.name = name or f"{socket.gethostname()}-{self.node_id[:6]}"
-        self.boot_id = new_id()
+        self.boot_id = boot_id or new_id()
         self.device = _device()
         self.hosted: dict[str, Hosted] = {}
         self._lock = threading.RLock()
@@ -188,8 +190,22 @@ class WorkerNode:
                 "memory": memory_info()}
 
     def _heartbeat_once(self) -> None:
-        nodes.heartbeat(self.ctx, self.node_id, self.boot_id, self.info(),
-                        self.ctx.settings.get("mlcommons.node.heartbeat_expiry_seconds"))
+        if not nodes.heartbeat(self.ctx, self.node_id, self.boot_id, self.info(),
+                               self.ctx.settings.get("mlcommons.node.heartbeat_expiry_seconds")):
+            self._start_again()
+
+    def _start_again(self) -> None:
+        """Fencing: the cluster declared this run gone while it could not reach Redis (a network
+        partition longer than the heartbeat expiry) and gave its work to others. What it holds
+        may no longer be wanted, and its jobs were closed, so it keeps nothing: the process
+        replaces itself with a fresh start of the same command (same node id, new boot id), which
+        joins as any restarted node does and is given its models again by the redeploy."""
+        log.warning("node %s: the cluster declared run %s gone while Redis was out of reach; "
+                    "dropping everything it held and starting again", self.node_id, self.boot_id)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
     def _follow_serving_changes(self) -> None:
         """Resize allocation threads to what each hosted unit's ``_serving`` asks for now

@@ -18,6 +18,8 @@ def step(ctx: Context) -> list[str]:
         boot_id = info.get("boot_id")
         if info["alive"] or not boot_id or handled.get(node_id) == boot_id:
             continue
+        if not nodes.fence(ctx, node_id, boot_id):
+            continue  # its heartbeat arrived after all
         log.warning("node %s (run %s) stopped sending heartbeats; closing its work", node_id, boot_id)
         held = departures.run_ended(ctx, node_id, boot_id, f"worker node {node_id} left the cluster",
                                   restarting=False)

@@ -22,14 +22,18 @@ class Context:
     redis: redis.Redis
     keys: Keys
     settings: Settings
+    client_name: str | None = None
 
     @classmethod
-    def connect(cls, redis_url: str, *, static: dict | None = None, auto_refresh: bool = True) -> "Context":
+    def connect(cls, redis_url: str, *, static: dict | None = None, auto_refresh: bool = True,
+                client_name: str | None = None) -> "Context":
+        """``client_name``: what this process's connections call themselves in Redis (a worker
+        node's run, for fencing: mlcommons/core/nodes.py)."""
         static = static_values() if static is None else static
-        client = sync_client(redis_url)
+        client = sync_client(redis_url, **({"client_name": client_name} if client_name else {}))
         keys = Keys(static["mlcommons.redis.key_prefix"])
         settings = Settings(static, redis=client if auto_refresh else None, keys=keys)
-        return cls(redis_url=redis_url, redis=client, keys=keys, settings=settings)
+        return cls(redis_url=redis_url, redis=client, keys=keys, settings=settings, client_name=client_name)
 
     @cached_property
     def docs(self) -> DocumentStore:

@@ -74,9 +74,11 @@ def default_maxmemory() -> int:
 class EmbeddedRedis:
     def __init__(self, data_dir: Path, *, port: int | None = None, appendonly: bool = True,
                  binary: str | None = None, host: str = "127.0.0.1", maxmemory: int = 0,
-                 config_command: str = "", appendfsync: str = "everysec"):
+                 config_command: str = "", appendfsync: str = "everysec", launcher: tuple[str, ...] = ()):
         """``maxmemory``: the memory ceiling in bytes; 0 = :func:`default_maxmemory`.
-        ``config_command``: the secret name ``CONFIG`` keeps ("": none, it is gone)."""
+        ``config_command``: the secret name ``CONFIG`` keeps ("": none, it is gone).
+        ``launcher``: a command the server runs under (the tests' ``ip netns exec <host>``)."""
+        self.launcher = tuple(launcher)
         self.data_dir = Path(data_dir)
         self.config_command = config_command
         if appendfsync not in ("everysec", "always", "no"):
@@ -110,6 +112,7 @@ class EmbeddedRedis:
 
     def _args(self, port: int) -> list[str]:
         return [
+            *self.launcher,
             self.binary,
             str(self._config_file()),
             "--port", str(port),
