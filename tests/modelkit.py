@@ -109,6 +109,12 @@ def tiny_archive(
         )
         out = tmp_dir / f"{source.name}.zip"
         info = export_sentence_transformer(source, out, name="tiny-st")
+    elif kind == "onnx":
+        source = build_tiny_sentence_transformer(
+            tmp_dir, pooling_mode=_ST_POOLING[pooling_mode.upper()], normalize=normalize
+        )
+        out = tmp_dir / f"{source.name}-onnx.zip"
+        info = export_sentence_transformer(source, out, name="tiny-st", model_format="ONNX")
     elif kind == "huggingface":
         source = build_tiny_transformer(tmp_dir)
         out = tmp_dir / f"{source.name}-{pooling_mode.lower()}{'-norm' if normalize else ''}.zip"
@@ -120,10 +126,10 @@ def tiny_archive(
     return out, {**info, "source_path": str(source)}
 
 
-def model_doc(info: dict) -> dict:
+def model_doc(info: dict, model_format: ModelFormat = ModelFormat.TORCH_SCRIPT) -> dict:
     """The model document a deploy would hand to ``load_runtime`` for an exported archive."""
     return {
         "function_name": FunctionName.TEXT_EMBEDDING.value,
-        "model_format": ModelFormat.TORCH_SCRIPT.value,
+        "model_format": model_format.value,
         "model_config": dict(info["model_config"]),
     }

@@ -57,8 +57,12 @@ def export_sentence_transformer(
     *,
     name: str | None = None,
     max_seq_length: int | None = None,
+    model_format: str = "TORCH_SCRIPT",
 ) -> dict:
-    """Trace the SentenceTransformer at ``model_path`` into the zip ``out_zip``.
+    """Trace the SentenceTransformer at ``model_path`` into the zip ``out_zip``: as TorchScript
+    (the whole model, pooling and normalisation inside, as opensearch-py-ml traces it) or, with
+    ``model_format="ONNX"``, its transformer alone as ONNX, pooled and normalised by the runtime
+    from ``model_config``.
 
     Returns ``model_content_hash_value``, ``model_content_size_in_bytes`` and ``model_config``
     (model_type, embedding_dimension, framework_type, pooling_mode, normalize_result, all_config).
@@ -96,7 +100,13 @@ def export_sentence_transformer(
         inputs = {"input_ids": sample["input_ids"], "attention_mask": sample["attention_mask"]}
         return torch.jit.trace(model, (inputs,), strict=False)
 
-    return _export(trace, reference, tokenizer_json, model_config, out_zip, name or _name_of(model_path))
+    if str(model_format).upper() == "ONNX":
+        if model_config["pooling_mode"] is None:
+            raise ValueError("an ONNX export needs a pooling mode the runtime knows")
+        write = _onnx(_LastHiddenState(transformer.auto_model))
+    else:
+        write = _torchscript(trace)
+    return _export(write, reference, tokenizer_json, model_config, out_zip, name or _name_of(model_path))
 
 
 def export_huggingface_transformer(
@@ -148,7 +158,7 @@ def export_huggingface_transformer(
         wrapper = _LastHiddenState(hf_model).eval()
         return torch.jit.trace(wrapper, (sample["input_ids"], sample["attention_mask"]))
 
-    return _export(trace, reference, tokenizer_json, model_config, out_zip, name or _name_of(model_path))
+    return _export(_torchscript(trace), reference, tokenizer_json, model_config, out_zip, name or _name_of(model_path))
 
 
 class _LastHiddenState(torch.nn.Module):
@@ -163,8 +173,44 @@ class _LastHiddenState(torch.nn.Module):
 # -- shared steps -----------------------------------------------------------------------------
 
 
+def _torchscript(trace: Callable[[dict[str, torch.Tensor]], torch.jit.ScriptModule]) -> Writer:
+    """A writer that traces with ``trace`` and saves the TorchScript module as ``<name>.pt``."""
+    def write(sample: dict[str, torch.Tensor], staging: Path, name: str) -> Path:
+        with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            traced = trace(sample)
+        for w in caught:
+            if issubclass(w.category, torch.jit.TracerWarning):
+                log.debug("tracer: %s (%s:%s)", w.message, w.filename, w.lineno)
+        path = staging / f"{name}.pt"
+        traced.save(str(path))
+        return path
+
+    return write
+
+
+def _onnx(module: torch.nn.Module) -> Writer:
+    """A writer that exports ``module`` (``forward(input_ids, attention_mask)`` returning token
+    embeddings) as ``<name>.onnx``, batch and sequence dynamic, as ML Commons' ONNX archives hold."""
+    def write(sample: dict[str, torch.Tensor], staging: Path, name: str) -> Path:
+        path = staging / f"{name}.onnx"
+        names = ["input_ids", "attention_mask"]
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module.eval(), (sample["input_ids"], sample["attention_mask"]), str(path),
+                              dynamo=False, input_names=names, output_names=["last_hidden_state"],
+                              dynamic_axes={n: {0: "batch", 1: "sequence"} for n in [*names, "last_hidden_state"]},
+                              opset_version=17)
+        return path
+
+    return write
+
+
+Writer = Callable[[dict[str, torch.Tensor], Path, str], Path]
+
+
 def _export(
-    trace: Callable[[dict[str, torch.Tensor]], torch.jit.ScriptModule],
+    write: Writer,
     reference: Callable[[list[str]], np.ndarray],
     tokenizer_json: str,
     model_config: dict,
@@ -179,18 +225,9 @@ def _export(
         tokenizer = TextTokenizer.from_file(staging / "tokenizer.json")
         enc = tokenizer.encode(_TRACE_TEXTS)
         sample = {k: torch.from_numpy(getattr(enc, k)) for k in ("input_ids", "attention_mask")}
-        with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            traced = trace(sample)
-        for w in caught:
-            if issubclass(w.category, torch.jit.TracerWarning):
-                log.debug("tracer: %s (%s:%s)", w.message, w.filename, w.lineno)
-        pt_path = staging / f"{name}.pt"
-        traced.save(str(pt_path))
-        del traced
-
+        graph = write(sample, staging, name)
         model_config["embedding_dimension"] = _verify(staging, model_config, reference, tokenizer.max_length)
-        _write_zip(out_zip, [pt_path, staging / "tokenizer.json"])
+        _write_zip(out_zip, [graph, staging / "tokenizer.json"])
 
     digest = hashlib.sha256()
     with open(out_zip, "rb") as f:
@@ -221,9 +258,12 @@ def verification_texts(max_length: int) -> list[list[str]]:
 
 
 def _verify(staging: Path, model_config: dict, reference, max_length: int) -> int:
-    from workers.runtimes.torchscript import TorchScriptTextEmbedding
+    if any(staging.glob("*.onnx")):
+        from workers.runtimes.onnx import OnnxTextEmbedding as Exported
+    else:
+        from workers.runtimes.torchscript import TorchScriptTextEmbedding as Exported
 
-    runtime = TorchScriptTextEmbedding(staging, model_config)
+    runtime = Exported(staging, model_config)
     try:
         for batch in verification_texts(max_length):
             got = runtime.embed(batch)

@@ -107,6 +107,7 @@ class DeploymentServer:
     # --- the loop ------------------------------------------------------------------------
     def _loop(self, allocation: int) -> None:
         torch.set_num_threads(self.threads_per_allocation)
+        self.runtime.use_threads(self.threads_per_allocation)
         inflight = self.keys.inflight(self.node_id, self.deployment_id, allocation)
         while not self._stop.is_set() and allocation < self._wanted:
             try:

@@ -1,5 +1,5 @@
 """Materialise a pretrained model: convert the bundled model once into an ML Commons TorchScript
-archive and keep it in the model store, where every registration of that name copies it from."""
+(or ONNX) archive and keep it in the model store, where every registration of that name copies it from."""
 from __future__ import annotations
 
 import importlib
@@ -15,14 +15,15 @@ from mlcommons.core.models.pretrained import Pretrained
 from mlcommons.store.modelstore import write_chunks
 
 
-def materialize(ctx: Context, entry: Pretrained) -> dict[str, Any]:
-    meta_key = ctx.keys.blob_meta(entry.blob_id)
-    cached = _stored(ctx, meta_key, entry.blob_id)
+def materialize(ctx: Context, entry: Pretrained, model_format: str = "TORCH_SCRIPT") -> dict[str, Any]:
+    blob_id = entry.blob_id(model_format)
+    meta_key = ctx.keys.blob_meta(blob_id)
+    cached = _stored(ctx, meta_key, blob_id)
     if cached:
         return cached
     # One node converts; the others wait on the lock and then find the archive.
-    with ctx.redis.lock(ctx.keys.blob_lock(entry.blob_id), timeout=1800, blocking_timeout=1800):
-        cached = _stored(ctx, meta_key, entry.blob_id)
+    with ctx.redis.lock(ctx.keys.blob_lock(blob_id), timeout=1800, blocking_timeout=1800):
+        cached = _stored(ctx, meta_key, blob_id)
         if cached:
             return cached
         from workers.export import export_sentence_transformer
@@ -32,13 +33,13 @@ def materialize(ctx: Context, entry: Pretrained) -> dict[str, Any]:
         try:
             archive = work / (entry.name.rsplit("/", 1)[-1] + ".zip")
             info = export_sentence_transformer(package.get_model_path(), archive,
-                                               name=entry.name.rsplit("/", 1)[-1])
+                                               name=entry.name.rsplit("/", 1)[-1], model_format=model_format)
             with open(archive, "rb") as fh:
-                digest = write_chunks(ctx.blobs, entry.blob_id, fh,
+                digest = write_chunks(ctx.blobs, blob_id, fh,
                                       ctx.settings.get("mlcommons.model_store.chunk_size"))
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        meta = {"blob_id": entry.blob_id, "total_chunks": digest.total_chunks,
+        meta = {"blob_id": blob_id, "total_chunks": digest.total_chunks,
                 "model_content_hash_value": digest.sha256, "model_content_size_in_bytes": digest.size,
                 "model_config": info["model_config"]}
         ctx.redis.set(meta_key, orjson.dumps(meta))

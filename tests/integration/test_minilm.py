@@ -88,3 +88,30 @@ def test_second_pretrained_register_reuses_the_converted_archive(cluster, minilm
     assert second["model_version"] == "2"
     assert cluster.api.post(f"{ML}/models/_register", {"name": NAME, "version": "9.9"}).status == 400
     assert cluster.api.post(f"{ML}/models/_register", {"name": "huggingface/unknown/model"}).status == 400
+
+
+def test_pretrained_onnx_serves_what_sentence_transformers_gives(cluster):
+    """model_format ONNX: the bundled model is exported once as ONNX and served by onnxruntime,
+    pooled and normalised from its model_config."""
+    from sentence_transformers import SentenceTransformer
+
+    resp = cluster.api.post(f"{ML}/models/_register", {"name": NAME, "version": "1.0.1", "model_format": "ONNX"})
+    assert resp.status == 200, resp.body
+    task = cluster.wait_task(resp.body["task_id"], timeout=300)
+    assert task["state"] == "COMPLETED", task
+    model_id = task["model_id"]
+    model = cluster.model(model_id)
+    assert model["model_format"] == "ONNX"
+    assert model["model_config"]["pooling_mode"] == "MEAN" and model["model_config"]["normalize_result"] is True
+    assert deploy(cluster, model_id)["state"] == "COMPLETED"
+    got = predict(cluster, model_id, DOCS)
+    reference = SentenceTransformer(str(minilm_path()), device="cpu").encode(DOCS, convert_to_numpy=True)
+    assert (cosine(got, reference) >= 0.9999).all()
+    undeploy(cluster, model_id)
+
+
+def test_onnx_refused_for_what_it_cannot_serve(cluster):
+    resp = cluster.api.post(f"{ML}/models/meta", {
+        "name": "sparse", "function_name": "SPARSE_ENCODING", "model_format": "ONNX",
+        "model_content_hash_value": "0" * 64, "total_chunks": 1})
+    assert resp.status == 400 and "supported for TEXT_EMBEDDING" in resp.body["error"]["reason"], resp.body

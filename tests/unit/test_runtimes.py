@@ -198,7 +198,8 @@ def test_model_document_variants(tiny_st):
     assert runtime.function_name.value == "TEXT_EMBEDDING" and runtime.device == "cpu"
     runtime.close()
     for change, match in [
-        ({"model_format": "ONNX"}, "unsupported model"),
+        ({"model_format": "ONNX"}, "no .onnx file"),
+        ({"model_format": "ONNX", "function_name": "SPARSE_ENCODING"}, "unsupported model"),
         ({"function_name": "SPARSE_ENCODING"}, "unsupported model"),
         ({"function_name": "KMEANS"}, "unknown function_name"),
         ({"model_format": None}, "no model_format"),

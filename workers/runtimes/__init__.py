@@ -1,6 +1,6 @@
 """Runtimes: an extracted model folder plus its model document in, a :class:`Runtime` out.
 
-Only torch, tokenizers and numpy are imported here; sentence-transformers and transformers are
+Only torch, onnxruntime, tokenizers and numpy are imported here; sentence-transformers and transformers are
 for export tooling, not for serving.
 """
 from __future__ import annotations
@@ -32,6 +32,10 @@ def load_runtime(model_dir: Path, model: dict, *, device: str = "cpu") -> Runtim
         from workers.runtimes.torchscript import TorchScriptTextEmbedding
 
         runtime: Runtime = TorchScriptTextEmbedding(Path(model_dir), config, device=device)
+    elif function is FunctionName.TEXT_EMBEDDING and model_format is ModelFormat.ONNX:
+        from workers.runtimes.onnx import OnnxTextEmbedding
+
+        runtime = OnnxTextEmbedding(Path(model_dir), config, device=device)
     elif function is FunctionName.SPARSE_ENCODING and model_format is ModelFormat.TORCH_SCRIPT:
         from workers.runtimes.sparse import TorchScriptSparseEncoding
 
@@ -48,7 +52,8 @@ def load_runtime(model_dir: Path, model: dict, *, device: str = "cpu") -> Runtim
     else:
         raise NodeError(
             f"unsupported model: function_name {function.value} in format {model_format.value} "
-            "(supported as TORCH_SCRIPT: TEXT_EMBEDDING, SPARSE_ENCODING, SPARSE_TOKENIZE, TEXT_SIMILARITY)"
+            "(supported as TORCH_SCRIPT: TEXT_EMBEDDING, SPARSE_ENCODING, SPARSE_TOKENIZE, TEXT_SIMILARITY; "
+            "as ONNX: TEXT_EMBEDDING)"
         )
 
     declared = config.get("embedding_dimension")

@@ -78,6 +78,10 @@ class Runtime(ABC):
     def close(self) -> None:
         """Drop every reference to the weights so their memory can be freed; idempotent."""
 
+    def use_threads(self, threads: int) -> None:
+        """Called by each allocation thread, before it serves, with its threads per allocation
+        (torch's runtimes take theirs from ``torch.set_num_threads``; onnxruntime's need a session)."""
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """``forward(tokenize(texts))``: one row per text, in the order given."""
         return self.forward(self.tokenize(texts))

@@ -2,7 +2,7 @@
 
 ML Commons downloads its pretrained models from artifacts.opensearch.org; we may not reach the
 internet, so each name here points to a Python package that carries the model. A worker converts
-it once into the ML Commons TorchScript archive and keeps the archive in the model store.
+it once into the ML Commons TorchScript (or ONNX) archive and keeps the archive in the model store.
 """
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ class Pretrained:
     package: str
     description: str
 
-    @property
-    def blob_id(self) -> str:
-        """Where the converted archive is kept in the model store."""
-        return "pretrained-" + self.name.replace("/", "-")
+    def blob_id(self, model_format: str = "TORCH_SCRIPT") -> str:
+        """Where the converted archive is kept in the model store, one per format."""
+        suffix = "" if model_format == "TORCH_SCRIPT" else "-" + model_format.lower()
+        return "pretrained-" + self.name.replace("/", "-") + suffix
 
 
 CATALOG: dict[str, Pretrained] = {
@@ -47,6 +47,6 @@ def lookup(name: str, version: str | None, model_format: str | None) -> Pretrain
     if version is not None and str(version).lower() not in entry.versions:
         raise BadRequest("This model is not in the pre-trained model list, please check your parameters. "
                          f"[{name}] is available in versions {list(entry.versions)}")
-    if model_format is not None and str(model_format).upper() != "TORCH_SCRIPT":
-        raise BadRequest(f"Pretrained model [{name}] is available offline as TORCH_SCRIPT only")
+    if model_format is not None and str(model_format).upper() not in ("TORCH_SCRIPT", "ONNX"):
+        raise BadRequest(f"Pretrained model [{name}] is available offline as TORCH_SCRIPT or ONNX")
     return entry

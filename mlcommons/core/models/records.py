@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from mlcommons.core import limits
+from mlcommons.core import limits, replication
 from mlcommons.core.context import Context
 from mlcommons.core.models import groups as model_groups
 from mlcommons.core.serving import lifecycle
@@ -50,7 +50,8 @@ def function_name(body: dict[str, Any]) -> FunctionName:
     return fn
 
 
-def model_format(body: dict[str, Any], *, required: bool = True) -> ModelFormat | None:
+def model_format(body: dict[str, Any], *, required: bool = True, fn: FunctionName | None = None) -> ModelFormat | None:
+    """The archive's format; ONNX is served for TEXT_EMBEDDING (``fn``, where known)."""
     raw = body.get("model_format")
     if raw is None:
         if required:
@@ -60,8 +61,9 @@ def model_format(body: dict[str, Any], *, required: bool = True) -> ModelFormat 
         fmt = ModelFormat(str(raw).upper())
     except ValueError:
         raise BadRequest(f"Wrong model format: [{raw}]; expected TORCH_SCRIPT or ONNX") from None
-    if fmt is not ModelFormat.TORCH_SCRIPT:
-        raise BadRequest(f"model_format [{fmt.value}] is not supported yet; use TORCH_SCRIPT")
+    if fmt is ModelFormat.ONNX and fn is not None and fn is not FunctionName.TEXT_EMBEDDING:
+        raise BadRequest(f"model_format [ONNX] is supported for TEXT_EMBEDDING models, not [{fn.value}]; "
+                         "use TORCH_SCRIPT")
     return fmt
 
 
@@ -230,7 +232,7 @@ def register_meta(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
     acl = model_groups.acl_of(ctx, body)
     name = name_of(body)
     fn = function_name(body)
-    fmt = model_format(body)
+    fmt = model_format(body, fn=fn)
     digest = hash_value(body, required=True, message="model content hash value is null")
     config = model_config(body, fn)
     total = body.get("total_chunks")
@@ -266,6 +268,7 @@ def register_meta(ctx: Context, body: dict[str, Any]) -> dict[str, Any]:
         tx.put(K.MODEL, model_id, doc, created=doc["created_time"])
 
     ctx.docs.transact(tx_body)
+    replication.wait(ctx, f"model {model_id} (register meta)")
     return {"model_id": model_id, "status": "CREATED"}
 
 
@@ -314,6 +317,7 @@ def upload_chunk(ctx: Context, model_id: str, number: int, data: bytes) -> dict[
             "last_registered_time": now, "last_updated_time": now})
 
     ctx.docs.transact(tx_body)
+    replication.wait(ctx, f"chunk {number} of model {model_id}")
     return {"status": "Uploaded"}
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
+from mlcommons.core import replication
 from mlcommons.core.context import Context
 from mlcommons.core.models import download, pretrained
 from mlcommons.core.models import groups as model_groups
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 
 # Called on a worker to put a pretrained model's archive into the model store (once) and return
 # {"blob_id", "total_chunks", "model_content_hash_value", "model_content_size_in_bytes", "model_config"}.
-Materialize = Callable[[Context, pretrained.Pretrained], dict[str, Any]]
+Materialize = Callable[[Context, pretrained.Pretrained, str], dict[str, Any]]
 
 
 def register(ctx: Context, body: dict[str, Any], *, deploy: bool = False) -> dict[str, Any]:
@@ -60,7 +61,7 @@ def register(ctx: Context, body: dict[str, Any], *, deploy: bool = False) -> dic
         except download.Refused as exc:
             raise BadRequest(str(exc)) from None
         declared = declared_size(ctx, body)
-        fmt = models.model_format(body)
+        fmt = models.model_format(body, fn=fn)
         config = models.model_config(body, fn)
         digest = models.hash_value(body, required=True, message=(
             "Model content Hash code need to be provided when register via url. "
@@ -69,9 +70,9 @@ def register(ctx: Context, body: dict[str, Any], *, deploy: bool = False) -> dic
         extra["model_content_hash_value"] = digest
     else:
         entry = pretrained.lookup(name, body.get("version"), body.get("model_format"))
-        fmt = models.model_format({"model_format": "TORCH_SCRIPT"})
+        fmt = models.model_format({"model_format": body.get("model_format") or "TORCH_SCRIPT"})
         config = None
-        source = {"pretrained": entry.name}
+        source = {"pretrained": entry.name, "format": fmt.value}
         extra.setdefault("description", entry.description)
     model_id = new_id()
 
@@ -89,6 +90,7 @@ def register(ctx: Context, body: dict[str, Any], *, deploy: bool = False) -> dic
     from mlcommons.core.tasks import jobs
 
     jobs.enqueue_register(ctx, task_id, model_id, name)
+    replication.wait(ctx, f"register task {task_id} (model {model_id})")
     return {"task_id": task_id, "status": TaskState.CREATED.value}
 
 
@@ -133,6 +135,7 @@ def register_remote(ctx: Context, body: dict[str, Any], name: str, *, deploy: bo
         return tasks.create(tx, task)
 
     task_id = ctx.docs.transact(tx_body)
+    replication.wait(ctx, f"remote model {model_id} (register task {task_id})")
     reply = {"task_id": task_id, "status": TaskState.CREATED.value, "model_id": model_id}
     if deploy:
         try:
@@ -161,6 +164,7 @@ def register_endpoint_model(ctx: Context, model_id: str, connector: dict[str, An
         tx.put(K.MODEL, model_id, doc, created=doc["created_time"])
 
     ctx.docs.transact(tx_body)
+    replication.wait(ctx, f"inference endpoint model {model_id}")
 
 
 def declared_size(ctx: Context, body: dict[str, Any]) -> int | None:
@@ -203,7 +207,7 @@ def execute(ctx: Context, task_id: str, node_id: str, materialize: Materialize,
             fields = _from_url(ctx, model_id, source, store, cancelled)
         else:
             entry = pretrained.CATALOG[source["pretrained"]]
-            info = materialize(ctx, entry)
+            info = materialize(ctx, entry, source.get("format", "TORCH_SCRIPT"))
             capacity.check_room(ctx.redis, info["model_content_size_in_bytes"])
             ctx.blobs.copy_chunks(info["blob_id"], model_id)
             fields = {k: info[k] for k in ("total_chunks", "model_content_hash_value",
@@ -236,6 +240,7 @@ def execute(ctx: Context, task_id: str, node_id: str, materialize: Materialize,
     except RegisterFailed as exc:
         _fail(ctx, task_id, task, model_id, str(exc))
         return None
+    replication.wait(ctx, f"model {model_id} registered (task {task_id})")
     if task.get("_deploy"):
         try:
             deploys.deploy(ctx, model_id)

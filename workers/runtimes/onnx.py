@@ -1,0 +1,196 @@
+"""Text embedding from an ML Commons ONNX archive: one ``*.onnx`` plus ``tokenizer.json``.
+
+The graph is run by onnxruntime, optimised once at load (every graph optimisation level). An ONNX
+file is a protobuf: nothing is unpickled. A model may keep its weights in "external data" files
+named inside the graph; every such name is checked to stay inside the archive's folder before
+onnxruntime opens anything.
+
+The graph takes ``input_ids`` and ``attention_mask`` (and ``token_type_ids`` where it declares
+it) and returns either sentence embeddings (2-d) or token embeddings (3-d), which are pooled here
+with ``model_config.pooling_mode`` and normalised when ``normalize_result`` says so, as ML Commons
+does for its ONNX text-embedding models.
+
+Threads: with one thread per allocation every allocation thread runs the shared session in its
+own thread (onnxruntime runs the graph in the caller when its intra-op pool has one thread, and a
+session may be run from several threads at once). With more, each allocation thread gets a
+session of its own with that many intra-op threads, so allocations never share a pool.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from mlcommons.errors import NodeError
+from mlcommons.types import FunctionName, PoolingMode
+from workers.runtimes.base import Encoded, Runtime
+from workers.runtimes.tokenizer import TextTokenizer
+from workers.runtimes.torchscript import fallback_max_length, parse_pooling_mode
+
+log = logging.getLogger(__name__)
+
+_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+_SENTENCE_OUTPUTS = ("sentence_embedding", "sentence_embeddings", "pooler_output")
+_TOKEN_OUTPUTS = ("token_embeddings", "last_hidden_state")
+
+
+def find_onnx_files(model_dir: Path) -> tuple[Path, Path]:
+    """The single ``*.onnx`` (top level or one folder down) and the ``tokenizer.json`` beside it."""
+    candidates = sorted(p for pattern in ("*.onnx", "*/*.onnx") for p in Path(model_dir).glob(pattern)
+                        if p.is_file() and not p.is_symlink())
+    if not candidates:
+        raise NodeError(f"no .onnx file in the model archive ({Path(model_dir).name})")
+    if len(candidates) > 1:
+        names = ", ".join(str(p.relative_to(model_dir)) for p in candidates)
+        raise NodeError(f"the model archive holds more than one .onnx file: {names}")
+    graph = candidates[0]
+    for tokenizer in (graph.parent / "tokenizer.json", Path(model_dir) / "tokenizer.json"):
+        if tokenizer.is_file() and not tokenizer.is_symlink():
+            return graph, tokenizer
+    raise NodeError("no tokenizer.json in the model archive")
+
+
+def check_external_data(graph_path: Path, root: Path) -> None:
+    """Every external-data file the graph names must be a plain file inside ``root``."""
+    import onnx
+
+    try:
+        model = onnx.load(str(graph_path), load_external_data=False)
+    except Exception as exc:
+        raise NodeError(f"cannot read {graph_path.name} as ONNX: {exc}") from exc
+    root = root.resolve()
+    for tensor in _tensors(model.graph):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        target = (graph_path.parent / location).resolve()
+        if (not location or Path(location).is_absolute() or ".." in Path(location).parts
+                or not target.is_relative_to(root) or (graph_path.parent / location).is_symlink()
+                or not target.is_file()):
+            raise NodeError(f"the ONNX graph names external data outside the archive or missing: [{location}]")
+
+
+def _tensors(graph):
+    """Every tensor a graph holds, its subgraphs' included."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _tensors(attr.g)
+            for sub in attr.graphs:
+                yield from _tensors(sub)
+
+
+def pool_numpy(tokens: np.ndarray, attention_mask: np.ndarray, mode: PoolingMode) -> np.ndarray:
+    """Token embeddings (n, seq, dim) to sentence embeddings (n, dim), ignoring padding."""
+    tokens = tokens.astype(np.float32, copy=False)
+    if mode is PoolingMode.CLS:
+        return tokens[:, 0]
+    mask = attention_mask[:, :, None].astype(np.float32)
+    if mode is PoolingMode.MAX:
+        return np.where(mask > 0, tokens, -np.inf).max(axis=1)
+    if mode is PoolingMode.WEIGHTED_MEAN:
+        mask = mask * np.arange(1, tokens.shape[1] + 1, dtype=np.float32)[None, :, None]
+    summed = np.einsum("nsd,nso->nd", tokens, mask)
+    counts = np.maximum(mask.sum(axis=1), 1e-9)
+    return summed / (np.sqrt(counts) if mode is PoolingMode.MEAN_SQRT_LEN else counts)
+
+
+class OnnxTextEmbedding(Runtime):
+    function_name = FunctionName.TEXT_EMBEDDING
+
+    def __init__(self, model_dir: Path, model_config: dict | None = None, *, device: str = "cpu"):
+        import onnxruntime as ort
+
+        self._ort = ort
+        model_config = model_config or {}
+        graph_path, tokenizer_path = find_onnx_files(Path(model_dir))
+        check_external_data(graph_path, Path(model_dir))
+        self._graph_path = graph_path
+        self.device = device
+        self._pooling = parse_pooling_mode(model_config.get("pooling_mode"))
+        self._normalize = str(model_config.get("normalize_result", "")).lower() == "true"
+        try:
+            self._tokenizer = TextTokenizer.from_file(tokenizer_path, max_length=fallback_max_length(model_config))
+        except NodeError:
+            raise
+        except Exception as exc:
+            raise NodeError(f"cannot read tokenizer.json: {exc}") from exc
+        self._shared = self._session(1)
+        self._local = threading.local()
+        self._inputs = [i.name for i in self._shared.get_inputs()]
+        unknown = [name for name in self._inputs if name not in _INPUTS]
+        if unknown or "input_ids" not in self._inputs:
+            raise NodeError(f"the ONNX graph takes inputs {self._inputs}; expected input_ids, attention_mask "
+                            "and optionally token_type_ids")
+        outputs = [o.name for o in self._shared.get_outputs()]
+        self._output = next((n for n in (*_SENTENCE_OUTPUTS, *_TOKEN_OUTPUTS) if n in outputs), outputs[0])
+        self._closed = False
+        self.embedding_dimension = 0
+        self.embedding_dimension = int(self.embed(["warm up"]).shape[1])
+
+    def _session(self, threads: int):
+        ort = self._ort
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # Idle pool threads spinning for work would take cores from the other allocations.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        providers = ["CPUExecutionProvider"]
+        if self.device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        try:
+            return ort.InferenceSession(str(self._graph_path), sess_options=options, providers=providers)
+        except Exception as exc:
+            raise NodeError(f"onnxruntime cannot load {self._graph_path.name}: {exc}") from exc
+
+    def use_threads(self, threads: int) -> None:
+        """Called by each allocation thread with its thread count before it serves."""
+        try:
+            self._local.session = self._session(threads) if threads > 1 else None
+        except NodeError as exc:  # the shared session (one thread) still serves
+            log.warning("no session of %d threads for this allocation: %s", threads, exc)
+            self._local.session = None
+
+    @property
+    def max_length(self) -> int:
+        return self._tokenizer.max_length
+
+    def tokenize(self, texts: Sequence[str]) -> Encoded:
+        return self._tokenizer.encode(texts)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return self._tokenizer.count(texts)
+
+    def forward(self, enc: Encoded) -> np.ndarray:
+        if self._closed:
+            raise NodeError("the model runtime is closed")
+        if len(enc) == 0:
+            return np.zeros((0, self.embedding_dimension), dtype=np.float32)
+        session = getattr(self._local, "session", None) or self._shared
+        feed = {name: getattr(enc, name) for name in self._inputs}
+        (out,) = session.run([self._output], feed)
+        if out.ndim == 3:
+            out = pool_numpy(out, enc.attention_mask, self._pooling)
+        elif out.ndim != 2:
+            raise NodeError(f"the ONNX graph returned a {out.ndim}-d output [{self._output}]")
+        out = out.astype(np.float32, copy=False)
+        if self._normalize:
+            out = out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return np.ascontiguousarray(out)
+
+    def close(self) -> None:
+        self._closed = True
+        self._shared = None
+        self._local = threading.local()
