@@ -122,6 +122,18 @@ SETTINGS: dict[str, Setting] = {
                 "crash of the machine may lose the last second of writes), always (nothing acknowledged is "
                 "lost, each write waits for the disk) or no (the OS decides; a machine crash may lose more). "
                 "A crash of Redis alone loses nothing in any mode."),
+        Setting("mlcommons.redis.wait_replicas", 0, int, True,
+                "Replicas that must acknowledge the writes that must not be lost to asynchronous "
+                "replication (a created task, a registered model, an uploaded chunk) before the request "
+                "answers: after such a write the process sends Redis WAIT. 0 = do not wait. For a primary "
+                "with replicas (under Redis Sentinel, redis+sentinel:// URLs): 1 keeps them across a "
+                "failover. Fewer acknowledgements within wait_timeout_ms log a warning and the request "
+                "still succeeds (the write is on the primary; failing it would invite a duplicate).",
+                minimum=0, maximum=5),
+        Setting("mlcommons.redis.wait_timeout_ms", 1000, int, True,
+                "How long, in milliseconds, a write waits for mlcommons.redis.wait_replicas replicas to "
+                "acknowledge it before it answers anyway, with a warning in the log.",
+                minimum=1, maximum=10_000),
         Setting("mlcommons.http.max_content_length", 104_857_600, int, False,
                 "Largest request body the API accepts, in bytes; larger bodies get 413.", minimum=1),
         Setting("mlcommons.http.read_timeout_seconds", 60.0, float, False,

@@ -11,7 +11,7 @@ import binascii
 import hashlib
 from typing import Any
 
-from mlcommons.core import limits
+from mlcommons.core import limits, replication
 from mlcommons.core.context import Context
 from mlcommons.core.serving import lifecycle
 from mlcommons.core.serving.lifecycle import Event
@@ -150,6 +150,7 @@ def put(ctx: Context, model_id: str, body: dict[str, Any]) -> dict[str, Any]:
         }, created=now)
 
     ctx.docs.transact(tx_body)
+    replication.wait(ctx, f"trained model {model_id}")
     return dict(config)
 
 
@@ -184,6 +185,7 @@ def put_definition_part(ctx: Context, model_id: str, part: int, body: dict[str, 
     ctx.docs.update(K.MODEL, model_id, {"_es_parts": {"total_parts": total_parts,
                                                       "total_definition_length": total_length},
                                         "last_updated_time": now_ms()})
+    replication.wait(ctx, f"definition part {part} of trained model {model_id}")
     return {"acknowledged": True}
 
 
@@ -213,6 +215,7 @@ def put_vocabulary(ctx: Context, model_id: str, body: dict[str, Any]) -> dict[st
     if scores:
         vocab["scores"] = scores
     ctx.docs.update(K.MODEL, model_id, {"_vocabulary": vocab, "last_updated_time": now_ms()})
+    replication.wait(ctx, f"vocabulary of trained model {model_id}")
     return {"acknowledged": True}
 
 

@@ -87,6 +87,11 @@ class Keys:
     def watcher_leader(self) -> str:
         return f"{self.prefix}:watcher:leader"
 
+    def replication_marker(self) -> str:
+        """A counter written just before a Redis WAIT, so that the WAIT covers the writes made
+        before it on any connection (mlcommons/store/durability.py)."""
+        return f"{self.prefix}:replication:marker"
+
     def watcher_state(self, name: str) -> str:
         """Hashes the watcher keeps between ticks and across leaders (boots seen, and so on)."""
         return f"{self.prefix}:watcher:{name}"

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from mlcommons.core import nodes
+from mlcommons.core import nodes, replication
 from mlcommons.core.context import Context
 from mlcommons.core.serving import lifecycle, units
 from mlcommons.core.serving.lifecycle import DEPLOYABLE_MODEL_STATES, Event, FailedBy
@@ -111,6 +111,7 @@ def deploy(ctx: Context, model_id: str, node_ids: list[str] | None = None,
     if created:
         for node_id in targets:
             jobs.enqueue_deploy(ctx, task_id, model_id, node_id)
+        replication.wait(ctx, f"deploy task {task_id} (model {model_id})")
     return {"task_id": task_id, "task_type": TaskType.DEPLOY_MODEL.value, "status": TaskState.CREATED.value}
 
 
