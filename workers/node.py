@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 import redis
 from rq import SimpleWorker
+from rq.exceptions import StopRequested
 from rq.timeouts import JobTimeoutException
 
 from mlcommons import failpoints
@@ -133,12 +134,23 @@ class WorkerNode:
         self._shared_thread = threading.Thread(target=serve_shared_queue, args=(self._shared_worker,
                                                self._shared_stopped), daemon=True, name="shared-queue")
         self._shared_thread.start()
-        worker = SimpleWorker([self.ctx.queue(self.ctx.keys.node_queue(self.node_id))], connection=self.ctx.redis,
-                              name=jobs.worker_name(self.node_id, self.boot_id), serializer=allowed.SERIALIZER,
-                              job_class=allowed.ProjectJob)
         log.info("node %s (%s) ready on device %s", self.node_id, self.name, self.device)
         try:
-            worker.work(with_scheduler=False, logging_level="WARNING")
+            while True:
+                worker = SimpleWorker([self.ctx.queue(self.ctx.keys.node_queue(self.node_id))],
+                                      connection=self.ctx.redis, name=jobs.worker_name(self.node_id, self.boot_id),
+                                      serializer=allowed.SERIALIZER, job_class=allowed.ProjectJob)
+                worker.work(with_scheduler=False, logging_level="WARNING")
+                # rq's loop also ends on an error it does not handle (Redis away for longer than the
+                # client's retries, as in a slow failover); only a requested stop ends the node.
+                # (SIGTERM/SIGINT: rq's handler dates the request, whether it stopped mid-job or idle;
+                # one arriving during the pause raises StopRequested there)
+                try:
+                    if worker._shutdown_requested_date is not None or self._stopping.wait(1.0):
+                        break
+                except StopRequested:
+                    break
+                log.warning("node %s: its queue worker stopped (Redis unreachable?); starting it again", self.node_id)
         finally:
             self.shutdown()
 
@@ -341,7 +353,7 @@ class WorkerNode:
         except MLError as exc:
             raise NodeError(f"cannot open the connector's credential on node {self.node_id}: {exc.reason}") from None
         server = RemoteServer(self.ctx.redis_url, self.ctx.keys, self.ctx.settings, self.node_id, model_id,
-                              connector, credential)
+                              connector, credential, client_name=self.ctx.client_name)
         with self._lock:
             old = self.hosted.pop(model_id, None)
             self.hosted[model_id] = Hosted(model_id, model.get("model_content_hash_value", ""), None, server)

@@ -31,6 +31,7 @@ from mlcommons.core.remote.connectors import CLIENT_CONFIG
 from mlcommons.core.serving import dataplane as dp
 from mlcommons.errors import MLError
 from mlcommons.settings import Settings
+from mlcommons.store.connection import async_client
 from mlcommons.store.keys import Keys
 from workers.inference import Counters
 
@@ -215,8 +216,10 @@ class RemoteServer:
     """The node's server of one remote model (the same face as workers/inference.DeploymentServer)."""
 
     def __init__(self, redis_url: str, keys: Keys, settings: Settings, node_id: str, deployment_id: str,
-                 connector: dict[str, Any], credential: dict[str, str]):
+                 connector: dict[str, Any], credential: dict[str, str], client_name: str | None = None):
+        """``client_name``: what its Redis connections call themselves (the node's run, for fencing)."""
         self.redis_url, self.keys, self.settings = redis_url, keys, settings
+        self.client_name = client_name
         self.node_id, self.deployment_id = node_id, deployment_id
         self.connector, self.credential = connector, credential
         if not any(a.get("action_type") == "PREDICT" for a in connector.get("actions") or []):
@@ -254,7 +257,8 @@ class RemoteServer:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        client = aioredis.from_url(self.redis_url)
+        # with the retries, and a Sentinel URL's failover
+        client = async_client(self.redis_url, **({"client_name": self.client_name} if self.client_name else {}))
         limit = self.config["max_connection"]
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit, limit_per_host=limit))
         executor = RemoteExecutor(self.connector, self.credential, self.settings, session, self.deployment_id)
@@ -285,7 +289,7 @@ class RemoteServer:
                     if 1 < len(running) < limit:
                         for more in await take(keys=[self._queue, self._inflight], args=[limit - len(running)]):
                             serve(more)
-                except (aioredis.ConnectionError, OSError) as exc:
+                except (aioredis.RedisError, OSError) as exc:  # any of them: the loop must outlive a failover
                     log.warning("remote model %s: Redis unavailable (%s); retrying", self.deployment_id, exc)
                     await asyncio.sleep(0.5)
             if running:
@@ -307,7 +311,7 @@ class RemoteServer:
             self._answered.clear()
             try:
                 await self._push_answers(client)
-            except (aioredis.ConnectionError, OSError) as exc:
+            except (aioredis.RedisError, OSError) as exc:
                 log.warning("remote model %s: could not answer requests (%s)", self.deployment_id, exc)
                 await asyncio.sleep(0.2)
                 self._answered.set()

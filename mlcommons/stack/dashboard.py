@@ -107,13 +107,36 @@ def create_app(redis_url: str, hosts: HostPolicy, static: dict[str, Any] | None 
     from mlcommons.core.tasks.allowed import SERIALIZER
 
     web.config.serializer = SERIALIZER  # jobs are JSON here (core/tasks/allowed.py), never unpickled
+    web.from_url = _connection_for
 
     app = make_flask_app(config=None, username=None, password=None, url_prefix="")
-    app.config["RQ_DASHBOARD_REDIS_URL"] = redis_url
+    app.config["RQ_DASHBOARD_REDIS_URL"] = _register(redis_url)
     setup_rq_connection(app)
     secure = bool(static and static.get("mlcommons.security.enabled"))
     app.wsgi_app = guarded(app.wsgi_app, hosts, administrators(redis_url, static) if secure else None)
     return app
+
+
+# rq-dashboard builds its Redis client from its URL setting, with redis_sentinel_url, on every
+# request: a client without our retries, that reads no sentinel_password, and a URL that its
+# pages print with the query string (a sentinel_password) in clear. So its setting holds the URL
+# redacted, which names the one client built here (mlcommons/store/connection.py, Sentinel URLs
+# included), and ``web.from_url`` hands that client back.
+_CLIENTS: dict[str, Any] = {}
+
+
+def _register(redis_url: str) -> str:
+    from mlcommons.stack.embedded_redis import redact
+    from mlcommons.store.connection import sync_client
+
+    shown = redact(redis_url)
+    _CLIENTS[shown] = sync_client(redis_url)
+    return shown
+
+
+def _connection_for(url: str, **_options: Any) -> tuple[None, Any]:
+    """rq-dashboard's ``from_url(url, sentinel_options, client_options) -> (sentinel, client)``."""
+    return None, _CLIENTS[url]
 
 
 def run(redis_url: str, port: int, static: dict[str, Any]) -> None:

@@ -43,13 +43,11 @@ def load_or_create_password(path: Path) -> str:
 
 
 def redact(url: str) -> str:
-    """A Redis URL fit to print or log: its password replaced by ``***``."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    credentials, _, host = rest.rpartition("@")
-    user = credentials.partition(":")[0]
-    return f"{scheme}://{user}:***@{host}"
+    """A Redis URL fit to print or log: its password (and a Sentinel URL's ``sentinel_password``)
+    replaced by ``***`` (mlcommons/store/redis_url.py)."""
+    from mlcommons.store.redis_url import redact as redact_url
+
+    return redact_url(url)
 
 
 def find_redis_server() -> str:

@@ -52,22 +52,29 @@ def tls(args):
 
 
 def unreachable(url: str, within: float = 5.0) -> str | None:
-    """Why Redis at ``url`` cannot be reached (tried for ``within`` seconds), or None."""
+    """Why Redis at ``url`` cannot be reached (tried for ``within`` seconds), or None. For a
+    ``redis+sentinel://`` URL the sentinels are asked for the primary first: a URL that is
+    malformed or names a master no sentinel monitors is reported at once, sentinels that do not
+    answer (or a primary that is down) after ``within``."""
     import redis
+
+    from mlcommons.store.connection import SentinelProblem, probe
 
     deadline = time.monotonic() + within
     while True:
-        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
         try:
-            client.ping()
+            probe(url)
             return None
+        except ValueError as exc:  # a malformed URL, its password already redacted
+            return str(exc)
         except redis.exceptions.AuthenticationError as exc:
             return f"authentication failed ({exc})"
+        except SentinelProblem as exc:
+            if exc.lasting or time.monotonic() >= deadline:
+                return str(exc)
         except (redis.exceptions.RedisError, OSError) as exc:
             if time.monotonic() >= deadline:
                 return str(exc) or type(exc).__name__
-        finally:
-            client.close()
         time.sleep(0.2)
 
 
