@@ -10,6 +10,9 @@ machine falls on both), registers and deploys all-MiniLM-L6-v2, and drives one-d
 Prints, per concurrency, each side's median docs/s and p50 latency over the rounds, and the ratio
 after/before; writes the JSON report. Use it for any change that touches the hot path.
 
+``--before-env``/``--after-env NAME=VALUE`` give one side's stack a variable (a setting such as
+``MLCOMMONS_MLCOMMONS_HTTP_EVENT_LOOP=asyncio``): the same checkout against itself, one setting apart.
+
 ``--after-security`` runs the "after" side with ``serve --security`` and every request
 authenticated (HTTP Basic): with ``--before`` the same checkout, it measures what security costs.
 """
@@ -41,17 +44,18 @@ MINILM = {"name": "huggingface/sentence-transformers/all-MiniLM-L6-v2", "version
 class Side:
     """One checkout's stack, started for a round and stopped after it."""
 
-    def __init__(self, name: str, checkout: Path, workdir: Path, secure: bool = False):
+    def __init__(self, name: str, checkout: Path, workdir: Path, secure: bool = False, env: dict | None = None):
         """``workdir``: this round's folder (a fresh data dir: nothing of an earlier round is
         redeployed beside the model under test). ``secure``: serve --security, Basic auth."""
         self.name, self.checkout, self.workdir = name, checkout, workdir
+        self.extra_env = env or {}
         self.authorization = "Basic " + base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode() if secure else ""
 
     def __enter__(self) -> "Side":
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-               "PYTHONPATH": str(self.checkout), "MLCOMMONS_ADMIN_PASSWORD": ADMIN_PASSWORD}
+               "PYTHONPATH": str(self.checkout), "MLCOMMONS_ADMIN_PASSWORD": ADMIN_PASSWORD, **self.extra_env}
         self.workdir.mkdir(parents=True)
         self.log = open(self.workdir / "serve.log", "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "mlcommons", "serve", "--port", str(port), "--workers",
@@ -100,7 +104,13 @@ def main() -> int:
     parser.add_argument("--docs", type=int, default=2000, help="documents per measurement")
     parser.add_argument("--report", default=str(ROOT / "bench" / "results" / "ab.json"))
     parser.add_argument("--after-security", action="store_true", help="the after side runs with --security")
+    parser.add_argument("--before-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="an environment variable for the before side's stack (a setting, say); repeatable")
+    parser.add_argument("--after-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="the same for the after side")
     args = parser.parse_args()
+    side_env = {"before": dict(e.split("=", 1) for e in args.before_env),
+                "after": dict(e.split("=", 1) for e in args.after_env)}
     runs: dict[str, dict[int, list[dict]]] = {"before": {}, "after": {}}
     with tempfile.TemporaryDirectory(prefix="mlcommons-ab-") as tmp:
         for round_no in range(args.rounds):
@@ -108,7 +118,7 @@ def main() -> int:
             for name in order:
                 checkout = (args.before if name == "before" else args.after).resolve()
                 with Side(name, checkout, Path(tmp) / f"{name}-{round_no}",
-                          secure=args.after_security and name == "after") as side:
+                          secure=args.after_security and name == "after", env=side_env[name]) as side:
                     for concurrency in args.concurrency:
                         result = side.load(concurrency, args.docs)
                         runs[name].setdefault(concurrency, []).append(result)

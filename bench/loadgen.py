@@ -74,9 +74,9 @@ async def run(url: str, path: str, concurrency: int, per_request: int, total_doc
     for item in enumerate(requests):
         queue.put_nowait(item)
     results: list = []
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     await asyncio.gather(*[worker(host, port, queue, results, expect) for _ in range(concurrency)])
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     latencies = sorted(r[2] for r in results)
     statuses: dict[str, int] = {}
     for r in results:
@@ -89,6 +89,7 @@ async def run(url: str, path: str, concurrency: int, per_request: int, total_doc
     return {
         "concurrency": concurrency, "docs_per_request": per_request, "docs": total_docs,
         "requests": len(requests), "seconds": round(wall, 3),
+        "loadgen_cpu_ms_per_request": round(cpu * 1000 / max(1, len(results)), 3),
         "docs_per_second": round(sum(expect[r[0]] for r in results if r[3]) / wall, 1),
         "requests_per_second": round(len(results) / wall, 1),
         "latency_ms": {"p50": pct(50), "p90": pct(90), "p99": pct(99), "max": pct(100)},

@@ -15,7 +15,11 @@ Figures (each printed with its ratio to the baseline measured in this run):
       round trip for a job that does nothing;
   (f) one worker node vs two on one deployment (on 2 cores expect no gain; nothing may be lost
       or answered twice);
-  (g) allocations as threads in one process vs a process per allocation: docs/s and memory.
+  (g) allocations as threads in one process vs a process per allocation: docs/s and memory;
+  (h) the same MiniLM exported as ONNX and served by onnxruntime, vs sentence-transformers and
+      vs onnxruntime called directly at batch 32.
+Every served figure also gives the CPU milliseconds each request cost in each process (worker,
+API, Redis, the load generator; read from /proc) and the mean batch the worker ran.
 Writes bench/results/report.json.
 """
 from __future__ import annotations
@@ -39,6 +43,7 @@ import redis  # noqa: E402
 from rq import Queue  # noqa: E402
 
 from bench.chaos import Api, wait  # noqa: E402
+from bench.processes import StackCPU, settled_counters  # noqa: E402
 from mlcommons.core.tasks.allowed import SERIALIZER
 from mlcommons.stack.procutil import free_port
 from mlcommons.store.keys import Keys
@@ -48,6 +53,7 @@ WARMUP = 64  # bench/loadgen.py's default warm-up, in requests
 KEYS = Keys("mlc")  # the default mlcommons.redis.key_prefix
 MINILM = {"name": "huggingface/sentence-transformers/all-MiniLM-L6-v2", "version": "1.0.1",
           "model_format": "TORCH_SCRIPT"}
+MINILM_ONNX = {**MINILM, "model_format": "ONNX"}
 
 
 def sh(args: list[str], **kw) -> dict:
@@ -73,6 +79,8 @@ class Stack:
             raise RuntimeError(f"the stack did not start; see {workdir / 'serve.log'}")
         # serve keeps the embedded Redis' URL (with its password) in a 0600 file; the log shows it redacted
         self.redis_url = (workdir / "data" / "redis" / "url").read_text().strip()
+        self.redis = redis.Redis.from_url(self.redis_url)
+        self.cpu = StackCPU(self.proc.pid)
 
     def add_worker(self) -> None:
         log = open(self.workdir / "worker-extra.log", "wb")
@@ -93,8 +101,8 @@ def finished(api: Api, task_id: str) -> dict | None:
     return task if task["state"] not in ("CREATED", "RUNNING") else None
 
 
-def register_minilm(api: Api) -> str:
-    task_id = api.ok("POST", f"{ML}/models/_register", MINILM)["task_id"]
+def register_minilm(api: Api, body: dict = MINILM) -> str:
+    task_id = api.ok("POST", f"{ML}/models/_register", body)["task_id"]
     task = wait(lambda: finished(api, task_id), 300, 0.05)
     return task["model_id"]
 
@@ -118,6 +126,22 @@ def loadgen(url: str, model_id: str, concurrency: int, per_request: int, docs: i
                "--docs-per-request", str(per_request), "--total-docs", str(docs)], timeout=1800)
 
 
+def measured_load(stack: "Stack", model_id: str, concurrency: int, per_request: int, docs: int) -> dict:
+    """A loadgen run with what it cost: CPU ms per request in each process, and the mean batch."""
+    counters = settled_counters(stack.redis, KEYS, model_id)
+    before = stack.cpu.snapshot()
+    result = loadgen(stack.url, model_id, concurrency, per_request, docs)
+    after = stack.cpu.snapshot()
+    done = settled_counters(stack.redis, KEYS, model_id)
+    # the warm-up requests are in the CPU and the counters too
+    requests = result["requests"] + -(-WARMUP // per_request)
+    result["cpu_ms_per_request"] = {**StackCPU.per_request(before, after, requests),
+                                    "loadgen": result["loadgen_cpu_ms_per_request"]}
+    batches = done[1] - counters[1]
+    result["mean_batch"] = round((done[0] - counters[0]) / batches, 2) if batches else None
+    return result
+
+
 def inference_total(api: Api, model_id: str) -> int:
     profile = api.ok("GET", f"{ML}/profile/models/{model_id}")
     return sum(entry["model_inference_stats"]["count"]
@@ -135,6 +159,28 @@ def settled_total(api: Api, model_id: str) -> int:
             return now
         last = now
     return last
+
+
+def onnx_figures(stack: Stack, workdir: Path, torch_model_id: str, docs: int, latency_docs: int) -> dict:
+    """MiniLM as ONNX: served 32 x 1 and idle latency, against onnxruntime in process. The
+    TorchScript deployment is undeployed meanwhile, so that the two do not share the cores."""
+    api = stack.api
+    api.ok("POST", f"{ML}/models/{torch_model_id}/_undeploy")
+    model_id = register_minilm(api, MINILM_ONNX)
+    _, task = deploy_and_wait(api, model_id)
+    assert task["state"] == "COMPLETED", task
+    model = api.ok("GET", f"{ML}/models/{model_id}")
+    archive = workdir / "minilm-onnx.zip"
+    dump_archive(stack.redis_url, model_id, model, archive)
+    base = sh(["bench/inprocess.py", str(archive), "--model-config", json.dumps(model["model_config"]),
+               "--format", "ONNX", "--runtime-only", "--docs", str(docs), "--latency-docs", str(latency_docs)],
+              timeout=1800)
+    served = measured_load(stack, model_id, 32, 1, docs)
+    latency = loadgen(stack.url, model_id, 1, 1, latency_docs)
+    api.ok("POST", f"{ML}/models/{model_id}/_undeploy")
+    _, task = deploy_and_wait(api, torch_model_id)
+    assert task["state"] == "COMPLETED", task
+    return {"in_process": base, "served": served, "latency": latency}
 
 
 def control_plane(stack: Stack, cycles: int) -> dict:
@@ -199,14 +245,17 @@ def main() -> int:
         for per_request in (1, 16):
             for concurrency in (1, 8, 32, 64):
                 n = docs if concurrency > 1 else max(per_request * 20, docs // 4)
-                result = loadgen(stack.url, model_id, concurrency, per_request, n)
+                result = measured_load(stack, model_id, concurrency, per_request, n)
                 served.append(result)
-                print(f"    {concurrency:>2} clients x {per_request:>2} docs: {result['docs_per_second']:7.1f} docs/s",
-                      flush=True)
+                print(f"    {concurrency:>2} clients x {per_request:>2} docs: {result['docs_per_second']:7.1f} docs/s, "
+                      f"mean batch {result['mean_batch']}, CPU ms/request {result['cpu_ms_per_request']}", flush=True)
         report["served"] = served
 
         print("(c) idle latency ...", flush=True)
         report["latency"] = loadgen(stack.url, model_id, 1, 1, latency_docs)
+
+        print("(h) ONNX ...", flush=True)
+        report["onnx"] = onnx_figures(stack, workdir, model_id, docs, latency_docs)
 
         print("(d) deploy time ...", flush=True)
         cold, warm = [], []
@@ -287,6 +336,20 @@ def summarize(report: dict) -> dict:
                  f"{two['one_node_docs_per_second']:>12.1f} "
                  f"{two['two_nodes_docs_per_second'] / two['one_node_docs_per_second']:>7.2f}  vs one node; "
                  f"computed {two['docs_computed']}/{two['docs_sent']}, answered once: {two['every_request_answered_once']}")
+    onnx = report["onnx"]
+    ort, served = onnx["in_process"]["runtime_docs_per_second"], onnx["served"]["docs_per_second"]
+    lines.append(f"{'(h) ONNX runtime direct, batch 32 (docs/s)':<44} {ort:>12.1f} {st:>12.1f} {ort / st:>7.2f}"
+                 "  vs ST encode")
+    lines.append(f"{'(h) ONNX served 32 clients x 1 doc (docs/s)':<44} {served:>12.1f} {ort:>12.1f} "
+                 f"{served / ort:>7.2f}  vs ONNX direct; {served / st:.2f} vs ST")
+    lat, inproc = onnx["latency"]["latency_ms"], onnx["in_process"]["runtime_latency_ms"]
+    lines.append(f"{'(h) ONNX one-doc latency p50 (ms)':<44} {lat['p50']:>12.2f} {inproc['p50']:>12.2f} "
+                 f"{lat['p50'] / inproc['p50']:>7.2f}  added {lat['p50'] - inproc['p50']:.2f} ms")
+    lines.append("CPU ms per request by process, and the mean batch:")
+    for r in report["served"] + [dict(onnx["served"], onnx=True)]:
+        name = f"  {'ONNX ' if r.get('onnx') else ''}{r['concurrency']:>2} clients x {r['docs_per_request']:>2} docs"
+        cost = ", ".join(f"{k} {v:.2f}" for k, v in r["cpu_ms_per_request"].items())
+        lines.append(f"{name:<30} {cost}; mean batch {r['mean_batch']}")
     alloc = report["allocations"]["layouts"]
     ref = alloc[0]
     for layout in alloc:

@@ -21,6 +21,7 @@ from mlcommons import failpoints
 from mlcommons.core.serving import dataplane as dp
 from mlcommons.settings import Settings
 from mlcommons.store.keys import Keys
+from workers import batching
 from workers.runtimes import Runtime
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ class DeploymentServer:
         self._resize = threading.Lock()
         self._take = client.register_script(dp.TAKE_SCRIPT)
         self._queue = keys.predict_queue(deployment_id)
+        self.overhead_tokens: float | None = None  # measured by the first allocation thread
         self._wanted = max(0, allocations)
 
     @property
@@ -99,6 +101,19 @@ class DeploymentServer:
             self._hand_back(allocation)
         self._threads.clear()
 
+    def _calibrate(self) -> None:
+        """The first allocation thread measures a forward pass's fixed cost before it serves."""
+        with self._resize:
+            if self.overhead_tokens is not None:
+                return
+            try:
+                self.overhead_tokens = batching.calibrate(self.runtime, cpu=self.runtime.device == "cpu")
+            except Exception:  # a runtime that cannot run the sample: the default model of costs
+                log.exception("deployment %s: could not measure a forward pass", self.deployment_id)
+                self.overhead_tokens = batching.DEFAULT_OVERHEAD_TOKENS
+            log.info("deployment %s: a forward pass costs as much as %.0f tokens of a row",
+                     self.deployment_id, self.overhead_tokens)
+
     def _hand_back(self, allocation: int) -> None:
         inflight = self.keys.inflight(self.node_id, self.deployment_id, allocation)
         while self.client.lmove(inflight, self._queue, "RIGHT", "LEFT"):
@@ -108,6 +123,7 @@ class DeploymentServer:
     def _loop(self, allocation: int) -> None:
         torch.set_num_threads(self.threads_per_allocation)
         self.runtime.use_threads(self.threads_per_allocation)
+        self._calibrate()
         inflight = self.keys.inflight(self.node_id, self.deployment_id, allocation)
         while not self._stop.is_set() and allocation < self._wanted:
             try:
@@ -200,29 +216,22 @@ class DeploymentServer:
         replies.setdefault(req.reply_key, []).append(dp.encode(reply))
 
     def infer(self, texts: list) -> np.ndarray:
-        """Run ``texts`` (or text pairs, for a similarity model) in batches that respect the batch
-        limits, shortest first to cut padding. They are tokenized once; each batch is re-padded to
-        its own longest input. One output row per input, in the order given."""
+        """Run ``texts`` (or text pairs, for a similarity model) in the forward passes that cost
+        least (workers/batching.py: sorted by length, cut where padding would cost more than a
+        pass), within the batch limits. They are tokenized once; each pass is re-padded to its
+        own longest input. One output row per input, in the order given."""
         max_batch = self.settings.get("mlcommons.predict.max_batch_size")
         max_tokens = self.settings.get("mlcommons.predict.max_batch_tokens")
         with torch.inference_mode():
             enc = self.runtime.tokenize(texts)
-            if len(texts) <= max_batch and len(texts) * enc.padded_length <= max_tokens:
+            overhead = self.overhead_tokens if self.overhead_tokens is not None else batching.DEFAULT_OVERHEAD_TOKENS
+            groups = batching.plan(enc.token_counts, max_batch, max_tokens, overhead)
+            if len(groups) == 1:
                 return self.runtime.forward(enc)
-            counts = enc.token_counts
-            order = np.argsort(counts, kind="stable")
             out = None
-            start = 0
-            while start < len(order):
-                end = start + 1
-                # ascending order: the last text taken is the longest of the batch
-                while (end < len(order) and end - start < max_batch
-                       and (end - start + 1) * counts[order[end]] <= max_tokens):
-                    end += 1
-                rows = order[start:end]
+            for rows in groups:
                 result = self.runtime.forward(enc.select(rows))
                 if out is None:
                     out = np.empty((len(texts),) + result.shape[1:], dtype=result.dtype)
                 out[rows] = result
-                start = end
             return out
