@@ -44,14 +44,17 @@ async def worker(host, port, queue: asyncio.Queue, results: list, expect_docs: d
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
             status = int(head[9:12])
-            length = 0
+            length, marks = 0, None
             for line in head.split(b"\r\n"):
-                if line[:15].lower() == b"content-length:":
+                name = line[:19].lower()
+                if name[:15] == b"content-length:":
                     length = int(line[15:])
+                elif name == b"x-mlcommons-timing:":
+                    marks = line[19:].decode().strip()
             body = await reader.readexactly(length)
             elapsed = time.perf_counter() - started
             ok = status == 200 and body.count(b'"sentence_embedding"') == expect_docs[index]
-            results.append((index, status, elapsed, ok))
+            results.append((index, status, elapsed, ok, marks))
     finally:
         writer.close()
 
@@ -86,7 +89,9 @@ async def run(url: str, path: str, concurrency: int, per_request: int, total_doc
         return round(latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] * 1000, 2)
 
     answered = sorted(r[0] for r in results)
+    hops = breakdown([(r[2] * 1000, r[4]) for r in results if r[4]])
     return {
+        **({"hops_ms_p50": hops} if hops else {}),
         "concurrency": concurrency, "docs_per_request": per_request, "docs": total_docs,
         "requests": len(requests), "seconds": round(wall, 3),
         "loadgen_cpu_ms_per_request": round(cpu * 1000 / max(1, len(results)), 3),
@@ -97,6 +102,28 @@ async def run(url: str, path: str, concurrency: int, per_request: int, total_doc
         "every_request_answered_once": answered == list(range(len(requests))),
         "all_ok": all(r[3] for r in results),
     }
+
+
+# A prediction's hops, from the marks of X-MLCommons-Timing (mlcommons/core/serving/timing.py):
+# (name, from mark, to mark); "" is the handler's start, None the client's own end.
+HOPS = [("api: read, checks, lookup", "", "admit"), ("admission script", "admit", "admitted"),
+        ("queue and worker wake-up", "admitted", "taken"), ("worker: decode, plan", "taken", "forward"),
+        ("tokenize and forward", "forward", "forwarded"), ("reply: encode, push, read", "forwarded", "replied"),
+        ("api: response body", "replied", "responded"), ("HTTP both ways, client", "responded", None)]
+
+
+def breakdown(traced: list[tuple[float, str]]) -> dict[str, float]:
+    """The median of each hop (ms) over the requests whose responses carried their marks."""
+    from mlcommons.core.serving.timing import parse
+
+    per_hop: dict[str, list[float]] = {name: [] for name, _, _ in HOPS}
+    for total_ms, header in traced:
+        marks = {"": 0.0, **parse(header)}
+        for name, begin, end in HOPS:
+            finish = total_ms if end is None else marks.get(end)
+            if begin in marks and finish is not None:
+                per_hop[name].append(finish - marks[begin])
+    return {name: round(sorted(v)[len(v) // 2], 3) for name, v in per_hop.items() if v}
 
 
 def main() -> None:

@@ -190,6 +190,10 @@ SETTINGS: dict[str, Setting] = {
         Setting("mlcommons.predict.queue_capacity", 10_000, int, True,
                 "Requests a deployment's queue holds before new ones get 429 (Elasticsearch's default).",
                 minimum=1, maximum=1_000_000),
+        Setting("mlcommons.predict.trace_timings", False, bool, False,
+                "Benchmarks: every prediction's response carries X-MLCommons-Timing, its timestamps hop by "
+                "hop (admission, taken by the worker, forward pass, reply, response), in milliseconds since "
+                "the handler began (mlcommons/core/serving/timing.py)."),
         Setting("mlcommons.predict.max_batch_size", 32, int, True,
                 "Most documents a worker runs through the model in one forward pass.", minimum=1),
         Setting("mlcommons.predict.max_batch_tokens", 16_384, int, True,

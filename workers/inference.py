@@ -19,6 +19,7 @@ import torch
 
 from mlcommons import failpoints
 from mlcommons.core.serving import dataplane as dp
+from mlcommons.core.serving import timing
 from mlcommons.settings import Settings
 from mlcommons.store.keys import Keys
 from workers import batching
@@ -147,7 +148,8 @@ class DeploymentServer:
             self._hand_back(allocation)  # scaled down: nothing of ours stays in flight
 
     def _serve(self, items: list[bytes], inflight: str) -> None:
-        now = int(time.time() * 1000)
+        taken_us = timing.now_us()
+        now = taken_us // 1000
         requests, replies = [], {}
         for raw in items:
             req = dp.decode_request(raw)
@@ -159,12 +161,14 @@ class DeploymentServer:
             else:
                 requests.append(req)
         for op in {req.op for req in requests}:
-            self._serve_op(op, [req for req in requests if req.op == op], replies, now)
+            self._serve_op(op, [req for req in requests if req.op == op], replies, taken_us)
         # The replies and the end of the in-flight record go in one round trip.
         dp.push_replies(self.client, replies, done=inflight)
 
-    def _serve_op(self, op: str, requests: list[dp.Request], replies: dict, now: int) -> None:
-        """One forward plan for every request of one kind; each request gets its own rows back."""
+    def _serve_op(self, op: str, requests: list[dp.Request], replies: dict, taken_us: int) -> None:
+        """One forward plan for every request of one kind; each request gets its own rows back.
+        ``taken_us``: when the batch was taken off the queue (microseconds of the wall clock)."""
+        now = taken_us // 1000
         if op == dp.OP_TEXT_SIMILARITY:
             items = [(req.payload[0], text) for req in requests for text in req.payload[1]]
         else:
@@ -180,6 +184,7 @@ class DeploymentServer:
                 raise ValueError("this model does not produce sparse embeddings")
             if op == dp.OP_TEXT_SIMILARITY and not hasattr(self.runtime, "tokenize_pairs"):
                 raise ValueError("this model does not score text pairs")
+            forward_us = timing.now_us()
             out = self.infer(items)
         except Exception as exc:
             status = getattr(exc, "status", 500) if isinstance(getattr(exc, "status", None), int) else 500
@@ -194,6 +199,7 @@ class DeploymentServer:
                 self.counters.error_count += len(requests)
             return
         elapsed_ms = (time.perf_counter() - started) * 1000
+        stamps = [taken_us, forward_us, timing.now_us()]
         start = 0
         for req, n in zip(requests, sizes):
             rows = out[start:start + n]
@@ -203,8 +209,11 @@ class DeploymentServer:
                 self._reply(replies, req, dp.Sparse(req.request_id, dp.OK, maps))
             else:
                 width = 1 if rows.ndim == 1 else rows.shape[1]
-                self._reply(replies, req, dp.Vectors(req.request_id, dp.OK, n, width,
-                                                     np.ascontiguousarray(rows, np.float32).tobytes()))
+                data = np.ascontiguousarray(rows, np.float32).tobytes()
+                if req.options and req.options.get("trace"):  # a benchmark asked (core/serving/timing.py)
+                    self._reply(replies, req, dp.TracedVectors(req.request_id, dp.OK, n, width, data, stamps))
+                else:
+                    self._reply(replies, req, dp.Vectors(req.request_id, dp.OK, n, width, data))
         with self.counters.lock:
             self.counters.inference_count += len(items)
             self.counters.batches += 1

@@ -31,6 +31,8 @@ def create_app(ctx: Context, *, bind_host: str = "127.0.0.1", node_name: str | N
     hosts = HostPolicy(bind_host, ctx.settings.get("mlcommons.http.allowed_hosts"))
     services = Services(ctx)
     chain = [middlewares.errors, middlewares.host_and_origin(hosts)]
+    if ctx.settings.get("mlcommons.predict.trace_timings"):
+        chain.append(middlewares.timings)
     if ctx.settings.get("mlcommons.security.enabled"):
         audit.configure(ctx.settings.get("mlcommons.security.audit_log"))
         chain.append(authz.middleware(services, authz.CredentialCache()))

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from mlcommons.api.hosts import SAFE_METHODS, HostPolicy
 from mlcommons.api.http import respond
+from mlcommons.core.serving import timing
 from mlcommons.errors import Forbidden, MLError, TooManyRequests, Unauthenticated
 
 log = logging.getLogger(__name__)
@@ -60,3 +61,14 @@ def host_and_origin(hosts: HostPolicy):
                 raise Forbidden(reason)
         return await handler(request)
     return check
+
+
+@web.middleware
+async def timings(request: web.Request, handler) -> web.StreamResponse:
+    """With ``mlcommons.predict.trace_timings``: a prediction's hops in X-MLCommons-Timing."""
+    marks = timing.start()
+    response = await handler(request)
+    if len(marks) > 1:
+        marks["responded"] = timing.now_us()
+        response.headers[timing.HEADER] = timing.header(marks)
+    return response

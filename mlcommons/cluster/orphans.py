@@ -13,8 +13,7 @@ import logging
 from mlcommons.core import nodes
 from mlcommons.core.context import Context
 from mlcommons.core.serving import dataplane as dp
-from mlcommons.core.serving import lifecycle
-from mlcommons.core.serving import units
+from mlcommons.core.serving import lifecycle, units
 from mlcommons.core.tasks import records as tasks
 from mlcommons.types import TaskType
 

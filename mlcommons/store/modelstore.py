@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterator
 
 import redis
 
 from mlcommons.store.keys import Keys
+
+READERS = 2  # chunks read from Redis at once while a deploy hashes and writes the one before
+READ_AHEAD = 3  # chunks asked for ahead of the one being written (each at most chunk_size bytes)
 
 
 class ModelStore(ABC):
@@ -138,16 +143,27 @@ def write_chunks(store: ModelStore, model_id: str, stream: BinaryIO, chunk_size:
 def read_chunks(store: ModelStore, model_id: str, total_chunks: int, out: BinaryIO,
                 on_chunk: Callable[[int], None] | None = None) -> Digest:
     """Stream every chunk into ``out`` while hashing; a missing chunk raises KeyError.
-    ``on_chunk(n)`` is called after chunk ``n`` (it may raise to stop)."""
+    ``on_chunk(n)`` is called after chunk ``n`` (it may raise to stop).
+
+    The next chunks are read from Redis (two at a time, :data:`READ_AHEAD` ahead) while this one
+    is hashed and written: a cold deploy waits for the slower of the two, not for their sum."""
     digest = hashlib.sha256()
     size = 0
-    for number in range(total_chunks):
-        chunk = store.get_chunk(model_id, number)
-        if chunk is None:
-            raise KeyError(f"chunk {number} of {total_chunks} is missing")
-        digest.update(chunk)
-        out.write(chunk)
-        size += len(chunk)
-        if on_chunk is not None:
-            on_chunk(number)
+    with ThreadPoolExecutor(READERS, thread_name_prefix="chunk-reader") as pool:
+        ahead = deque(pool.submit(store.get_chunk, model_id, n) for n in range(min(READ_AHEAD, total_chunks)))
+        try:
+            for number in range(total_chunks):
+                chunk = ahead.popleft().result()
+                if number + READ_AHEAD < total_chunks:
+                    ahead.append(pool.submit(store.get_chunk, model_id, number + READ_AHEAD))
+                if chunk is None:
+                    raise KeyError(f"chunk {number} of {total_chunks} is missing")
+                digest.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
+                if on_chunk is not None:
+                    on_chunk(number)
+        finally:
+            for future in ahead:  # a stop or a failure: nothing more is read
+                future.cancel()
     return Digest(size=size, sha256=digest.hexdigest(), total_chunks=total_chunks)

@@ -47,3 +47,22 @@ def test_a_flooded_queue_answers_429_at_once_and_loses_nothing(make_cluster, tin
     assert c.redis.llen(KEYS.predict_queue(model_id)) == 0
     assert not list(c.redis.scan_iter(KEYS.inflight("node-a", model_id, "*")))
     assert int(c.redis.hget(KEYS.route(model_id), "rejected")) == len(rejected)
+
+
+def test_trace_timings_give_each_hop_in_order(make_cluster, tiny):
+    """mlcommons.predict.trace_timings: a prediction's response says where its time went, the
+    API's marks and the worker's, in the order they happen; a response without it says nothing."""
+    from mlcommons.core.serving.timing import HEADER, parse
+
+    zip_path, info = tiny
+    c = make_cluster(nodes=("node-a",), env={"MLCOMMONS_MLCOMMONS_PREDICT_TRACE_TIMINGS": "true"})
+    model_id = register_url(c, zip_path, info)
+    assert deploy(c, model_id)["state"] == "COMPLETED"
+    resp = c.api.post(f"{ML}/models/{model_id}/_predict", {"text_docs": ["where does the time go"]})
+    assert resp.status == 200, resp.body
+    marks = parse(resp.headers[HEADER])
+    order = ["admit", "admitted", "taken", "forward", "forwarded", "replied", "responded"]
+    assert list(marks) == order, marks
+    values = [marks[m] for m in order]
+    assert all(0 <= a <= b for a, b in zip(values, values[1:])), marks
+    assert HEADER not in c.api.get(f"{ML}/models/{model_id}").headers

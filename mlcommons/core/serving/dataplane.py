@@ -6,6 +6,8 @@ A predict request (``Request``) is a msgpack array pushed onto its deployment's 
 (``payload``: the texts, or ``[query, texts]`` for text_similarity), and its reply, pushed onto
 the API process's reply list:
     ``Vectors``  text_embedding, text_similarity:  [request_id, OK, rows, dim, float32_bytes]
+                 (``TracedVectors``: the same and [taken, forward, forwarded] when the request's
+                 options ask for ``trace``; core/serving/timing.py)
     ``Sparse``   sparse:                           [request_id, OK, [{token: weight}, ...]]
     ``Document`` remote:                           [request_id, OK, json_bytes]  (the whole reply)
     ``Failure``  any failure:                      [request_id, ERROR, status, message]
@@ -50,6 +52,16 @@ class Vectors(NamedTuple):
     data: bytes  # float32, row-major
 
 
+class TracedVectors(NamedTuple):
+    """``Vectors`` with the worker's timestamps (core/serving/timing.py), for a request that asked."""
+    request_id: int
+    status: int  # OK
+    rows: int
+    dim: int
+    data: bytes
+    trace: list  # [taken, forward began, forward ended], microseconds
+
+
 class Sparse(NamedTuple):
     request_id: int
     status: int  # OK
@@ -69,7 +81,7 @@ class Failure(NamedTuple):
     message: str
 
 
-Reply = Union[Vectors, Sparse, Document, Failure]
+Reply = Union[Vectors, TracedVectors, Sparse, Document, Failure]
 
 
 def encode(message: NamedTuple) -> bytes:
@@ -86,6 +98,8 @@ def decode_reply(raw: bytes) -> Reply:
         return Failure(*items)
     if len(items) == 5:
         return Vectors(*items)
+    if len(items) == 6:
+        return TracedVectors(*items)
     return Document(*items) if isinstance(items[2], bytes) else Sparse(*items)
 
 # Admission: a request enters the deployment's queue only while someone serves it and the queue

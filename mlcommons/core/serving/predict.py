@@ -18,6 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from mlcommons.core.serving import dataplane as dp
+from mlcommons.core.serving import timing
 from mlcommons.errors import MLError, RequestTimeout, TooManyRequests
 from mlcommons.ids import new_id
 from mlcommons.store.keys import Keys
@@ -100,13 +101,19 @@ class PredictClient:
     async def _call(self, deployment_id: str, op: str, payload, timeout: float, priority: bool = False) -> dp.Reply:
         request_id = next(self._ids)
         deadline_ms = int((time.time() + timeout) * 1000)
-        packed = dp.encode(dp.Request(request_id, self.reply_key, deadline_ms, op, payload))
+        traced = timing.active()
+        packed = dp.encode(dp.Request(request_id, self.reply_key, deadline_ms, op, payload,
+                                      {"trace": 1} if traced else None))
         fut = asyncio.get_running_loop().create_future()
         self._pending[request_id] = fut
         try:
+            if traced:
+                timing.mark("admit")
             admitted = await self._admit(keys=[self.keys.route(deployment_id),
                                                self.keys.predict_queue(deployment_id)],
                                          args=[packed, "1" if priority else "0", self.queue_capacity()])
+            if traced:
+                timing.mark("admitted")
             if admitted == 0:
                 raise NoRoute(False)
             if admitted == -1:
@@ -120,6 +127,10 @@ class PredictClient:
                                      f"[{deployment_id}]") from None
         finally:
             self._pending.pop(request_id, None)
+        if traced:
+            replied = timing.now_us()
+            timing.worker_marks(getattr(reply, "trace", None))
+            timing.mark("replied", replied)
         if reply.status != dp.OK:
             raise MLError(reply.message, status=int(reply.code))
         return reply
