@@ -21,6 +21,15 @@ def cmdline(pid: int) -> list[str]:
         return []
 
 
+def files_closed(pid: int) -> bool:
+    """Every thread of ``pid`` has exited (the leader may be a zombie): its files are closed."""
+    try:
+        tasks = [t.name for t in Path(f"/proc/{pid}/task").iterdir()]
+        return tasks == [str(pid)] and "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+    except OSError:
+        return True
+
+
 def answers(client: Client) -> bool:
     try:
         return client.get("/", timeout=2).status == 200
@@ -41,6 +50,9 @@ def test_a_killed_api_comes_back_and_the_dashboard_stays(tmp_path):
     board = Client(f"http://127.0.0.1:{dashboard_port}")
     try:
         wait_http(api, timeout=120)
+        # Both API processes listen once serve says it is ready (one alone may answer before).
+        wait_for(lambda: any(line.startswith("ready ") for line in (tmp_path / "serve.log").read_text().splitlines()),
+                 120, 0.05, "serve's ready line")
         wait_for(lambda: answers(board), 60, 0.1, "the dashboard")
 
         # The dashboard answers its own names only, and nothing a browser marks as cross-site.
@@ -69,8 +81,9 @@ def test_a_killed_api_comes_back_and_the_dashboard_stays(tmp_path):
         second = pid_of(data, "api-2")  # two API processes on one port (the default with 2 cores)
         assert second and "--reuse-port" in cmdline(second)
         os.kill(api_pid, signal.SIGKILL)
-        wait_for(lambda: not Path(f"/proc/{api_pid}").exists() or "zombie" in Path(f"/proc/{api_pid}/status")
-                 .read_text().lower(), 10, 0.01, "the killed API to be gone")
+        # Gone means its sockets are closed: a killed process's leader shows as a zombie while its
+        # other threads, still exiting, hold the listening socket (connections routed to it are reset).
+        wait_for(lambda: files_closed(api_pid), 10, 0.01, "the killed API to be gone")
         # the other API process answers meanwhile: no refused connection
         assert all(api.get("/_plugins/_ml/models/_search").status == 200 for _ in range(20))
 
