@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -91,3 +92,20 @@ class Runtime(ABC):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class TokenizedByFile:
+    """A runtime's tokenizing half, over the ``TextTokenizer`` it keeps in ``self._tokenizer``
+    (listed before :class:`Runtime` among a runtime's bases)."""
+
+    _tokenizer: Any
+
+    @property
+    def max_length(self) -> int:
+        return self._tokenizer.max_length
+
+    def tokenize(self, texts: Sequence[str]) -> Encoded:
+        return self._tokenizer.encode(texts)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return self._tokenizer.count(texts)

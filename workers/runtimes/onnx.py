@@ -26,7 +26,7 @@ import numpy as np
 
 from mlcommons.errors import NodeError
 from mlcommons.types import FunctionName, PoolingMode
-from workers.runtimes.base import Encoded, Runtime
+from workers.runtimes.base import Encoded, Runtime, TokenizedByFile
 from workers.runtimes.tokenizer import TextTokenizer
 from workers.runtimes.torchscript import fallback_max_length, parse_pooling_mode
 
@@ -105,7 +105,7 @@ def pool_numpy(tokens: np.ndarray, attention_mask: np.ndarray, mode: PoolingMode
     return summed / (np.sqrt(counts) if mode is PoolingMode.MEAN_SQRT_LEN else counts)
 
 
-class OnnxTextEmbedding(Runtime):
+class OnnxTextEmbedding(TokenizedByFile, Runtime):
     function_name = FunctionName.TEXT_EMBEDDING
 
     def __init__(self, model_dir: Path, model_config: dict | None = None, *, device: str = "cpu"):
@@ -162,16 +162,6 @@ class OnnxTextEmbedding(Runtime):
         except NodeError as exc:  # the shared session (one thread) still serves
             log.warning("no session of %d threads for this allocation: %s", threads, exc)
             self._local.session = None
-
-    @property
-    def max_length(self) -> int:
-        return self._tokenizer.max_length
-
-    def tokenize(self, texts: Sequence[str]) -> Encoded:
-        return self._tokenizer.encode(texts)
-
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        return self._tokenizer.count(texts)
 
     def forward(self, enc: Encoded) -> np.ndarray:
         if self._closed:

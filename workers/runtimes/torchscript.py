@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from mlcommons.errors import NodeError
 from mlcommons.types import FunctionName, PoolingMode
-from workers.runtimes.base import Encoded, Runtime
+from workers.runtimes.base import Encoded, Runtime, TokenizedByFile
 from workers.runtimes.tokenizer import DEFAULT_MAX_LENGTH, TextTokenizer
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ def usable_positions(hf_config: dict) -> int | None:
     return limit - 2 if hf_config.get("model_type") in _OFFSET_POSITION_FAMILIES else limit
 
 
-class TorchScriptTextEmbedding(Runtime):
+class TorchScriptTextEmbedding(TokenizedByFile, Runtime):
     """A TorchScript text-embedding model and its tokenizer, ready to embed batches."""
 
     function_name = FunctionName.TEXT_EMBEDDING
@@ -143,16 +143,6 @@ class TorchScriptTextEmbedding(Runtime):
         self.embedding_dimension = int(warm.shape[1])
 
     # -- Runtime ----------------------------------------------------------------------------
-
-    @property
-    def max_length(self) -> int:
-        return self._tokenizer.max_length
-
-    def tokenize(self, texts: Sequence[str]) -> Encoded:
-        return self._tokenizer.encode(texts)
-
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        return self._tokenizer.count(texts)
 
     def forward(self, enc: Encoded) -> np.ndarray:
         module = self._module
