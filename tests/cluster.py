@@ -10,7 +10,9 @@ import redis
 
 from mlcommons.core.remote.secrets import create_key_file
 from mlcommons.stack.embedded_redis import EmbeddedRedis
+from mlcommons.store.connection import sync_client
 from mlcommons.store.keys import Keys
+from mlcommons.store.redis_url import is_sentinel
 from tests.harness import Client, Proc, api_proc, child_env, wait_for, wait_http, worker_proc
 
 KEYS = Keys("mlc")  # the key prefix of the stacks the tests start
@@ -57,7 +59,8 @@ class LocalCluster:
     def start(self) -> "LocalCluster":
         if self.own_redis:
             self.redis_server.start()
-        self.redis = redis.Redis.from_url(self.redis_url)
+        # a Sentinel URL (tests/integration/test_sentinel.py) needs mlcommons' own client
+        self.redis = sync_client(self.redis_url) if is_sentinel(self.redis_url) else redis.Redis.from_url(self.redis_url)
         for node in self.nodes:
             self.start_worker(node, wait=False)
         self.start_api()

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 
 
 class Unavailable(Exception):
@@ -96,14 +94,3 @@ class Hosts:
                               text=True, timeout=timeout + 20)
         return "" if done.returncode == 0 else (done.stderr.strip() or f"exit {done.returncode}")
 
-
-def wait_port(address: str, port: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection((address, port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)

@@ -30,20 +30,6 @@ ENV = {**FAST, "MLCOMMONS_MLCOMMONS_NODE_HEARTBEAT_EXPIRY_SECONDS": "5",
        "MLCOMMONS_MLCOMMONS_PREDICT_TIMEOUT_SECONDS": "20"}
 
 
-class SentinelCluster(LocalCluster):
-    """LocalCluster on a Sentinel URL. Its own client goes through mlcommons' connection module:
-    LocalCluster.start uses ``redis.Redis.from_url``, which knows no ``redis+sentinel://``."""
-
-    def start(self) -> "SentinelCluster":
-        self.redis = sync_client(self.redis_url)
-        for node in self.nodes:
-            self.start_worker(node, wait=False)
-        self.start_api()
-        for node in self.nodes:
-            self.wait_alive(node)
-        return self
-
-
 @pytest.fixture
 def sentinel_redis(tmp_path):
     servers = SentinelRedis(tmp_path / "redis").start()
@@ -53,10 +39,10 @@ def sentinel_redis(tmp_path):
 
 @pytest.fixture
 def cluster_on(tmp_path, tmp_path_factory):
-    made: list[SentinelCluster] = []
+    made: list[LocalCluster] = []
 
-    def make(servers: SentinelRedis, env: dict | None = None) -> SentinelCluster:
-        local = SentinelCluster(tmp_path / "cluster", ("node-a",), redis_server=servers,
+    def make(servers: SentinelRedis, env: dict | None = None) -> LocalCluster:
+        local = LocalCluster(tmp_path / "cluster", ("node-a",), redis_server=servers,
                                 env={**ENV, FILE_ROOTS: str(tmp_path_factory.getbasetemp()), **(env or {})})
         made.append(local)
         return local.start()
