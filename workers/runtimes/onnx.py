@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,29 +27,13 @@ from mlcommons.errors import NodeError
 from mlcommons.types import FunctionName, PoolingMode
 from workers.runtimes.base import Encoded, Runtime, TokenizedByFile
 from workers.runtimes.tokenizer import TextTokenizer
-from workers.runtimes.torchscript import fallback_max_length, parse_pooling_mode
+from workers.runtimes.torchscript import fallback_max_length, find_model_files, parse_pooling_mode
 
 log = logging.getLogger(__name__)
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _SENTENCE_OUTPUTS = ("sentence_embedding", "sentence_embeddings", "pooler_output")
 _TOKEN_OUTPUTS = ("token_embeddings", "last_hidden_state")
-
-
-def find_onnx_files(model_dir: Path) -> tuple[Path, Path]:
-    """The single ``*.onnx`` (top level or one folder down) and the ``tokenizer.json`` beside it."""
-    candidates = sorted(p for pattern in ("*.onnx", "*/*.onnx") for p in Path(model_dir).glob(pattern)
-                        if p.is_file() and not p.is_symlink())
-    if not candidates:
-        raise NodeError(f"no .onnx file in the model archive ({Path(model_dir).name})")
-    if len(candidates) > 1:
-        names = ", ".join(str(p.relative_to(model_dir)) for p in candidates)
-        raise NodeError(f"the model archive holds more than one .onnx file: {names}")
-    graph = candidates[0]
-    for tokenizer in (graph.parent / "tokenizer.json", Path(model_dir) / "tokenizer.json"):
-        if tokenizer.is_file() and not tokenizer.is_symlink():
-            return graph, tokenizer
-    raise NodeError("no tokenizer.json in the model archive")
 
 
 def check_external_data(graph_path: Path, root: Path) -> None:
@@ -113,7 +96,7 @@ class OnnxTextEmbedding(TokenizedByFile, Runtime):
 
         self._ort = ort
         model_config = model_config or {}
-        graph_path, tokenizer_path = find_onnx_files(Path(model_dir))
+        graph_path, tokenizer_path = find_model_files(Path(model_dir), ".onnx", "")
         check_external_data(graph_path, Path(model_dir))
         self._graph_path = graph_path
         self.device = device

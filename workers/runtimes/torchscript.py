@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -39,24 +39,25 @@ _TOKEN_KEYS = ("token_embeddings", "last_hidden_state")
 _WARM_UP_TEXT = "warm up"
 
 
-def find_model_files(model_dir: Path) -> tuple[Path, Path]:
-    """The single ``*.pt`` (top level or one folder down) and the ``tokenizer.json`` beside it."""
+def find_model_files(model_dir: Path, suffix: str = ".pt", kind: str = "TorchScript ") -> tuple[Path, Path]:
+    """The single ``*<suffix>`` graph (top level or one folder down) and the ``tokenizer.json``
+    beside it; ``kind`` names the graph in the error for an archive without one."""
     model_dir = Path(model_dir)
     candidates = sorted(
         p
-        for pattern in ("*.pt", "*/*.pt")
+        for pattern in (f"*{suffix}", f"*/*{suffix}")
         for p in model_dir.glob(pattern)
         if p.is_file() and not p.is_symlink()
     )
     if not candidates:
-        raise NodeError(f"no TorchScript .pt file in the model archive ({model_dir.name})")
+        raise NodeError(f"no {kind}{suffix} file in the model archive ({model_dir.name})")
     if len(candidates) > 1:
         names = ", ".join(str(p.relative_to(model_dir)) for p in candidates)
-        raise NodeError(f"the model archive holds more than one .pt file: {names}")
-    pt = candidates[0]
-    for tokenizer in (pt.parent / "tokenizer.json", model_dir / "tokenizer.json"):
+        raise NodeError(f"the model archive holds more than one {suffix} file: {names}")
+    graph = candidates[0]
+    for tokenizer in (graph.parent / "tokenizer.json", model_dir / "tokenizer.json"):
         if tokenizer.is_file() and not tokenizer.is_symlink():
-            return pt, tokenizer
+            return graph, tokenizer
     raise NodeError("no tokenizer.json in the model archive")
 
 
