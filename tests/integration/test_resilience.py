@@ -297,6 +297,35 @@ def test_predictions_sent_across_a_whole_cluster_restart_are_all_answered(make_c
     assert wait_state(c, model_id, "DEPLOYED", 60)["current_worker_nodes"] == ["node-a", "node-b"]
 
 
+def test_a_prediction_after_a_restart_brings_back_the_models_plan_not_every_live_node(make_cluster, tiny):
+    """A model deployed to node-b only; everything restarts and node-a comes back first.
+    Predictions sent then do not deploy the model to node-a (the first predict after a restart
+    restores the plan, it does not replace it with whichever nodes are live): they wait, within
+    their time-out, and are answered once node-b is back and serves it again."""
+    zip_path, info = tiny
+    c = make_cluster()
+    model_id = register(c, zip_path, info)
+    assert c.wait_task(start_deploy(c, model_id, ["node-b"]))["state"] == "COMPLETED"
+    c.api_process.stop()
+    for node in c.nodes:
+        c.kill_worker(node)
+    c.redis_server.stop()
+    c.start_redis()
+    c.start_worker("node-a")
+    c.start_api()
+    wait_for(lambda: c.model(model_id)["model_state"] != "DEPLOYED", 30, 0.05, "the API to see node-b gone")
+    with ThreadPoolExecutor(4) as pool:
+        replies = [pool.submit(c.api.post, f"{ML}/models/{model_id}/_predict", {"text_docs": [f"t{i}"]})
+                   for i in range(4)]
+        c.start_worker("node-b", wait=False)
+        failed = [(r.status, r.body) for r in (f.result() for f in replies) if r.status != 200]
+    assert not failed, failed
+    model = wait_state(c, model_id, "DEPLOYED", 60)
+    assert model["current_worker_nodes"] == ["node-b"] and model["planning_worker_nodes"] == ["node-b"]
+    assert not model.get("deploy_to_all_nodes")
+    c.assert_worker_lists_true(model_id)
+
+
 def test_an_api_that_starts_never_reports_a_node_without_a_heartbeat(make_cluster, tiny):
     """A node died while no API process ran (so no watcher saw it): the first answer of the API
     that starts next already leaves it out."""

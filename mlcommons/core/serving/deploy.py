@@ -88,7 +88,8 @@ def deploy(ctx: Context, model_id: str, node_ids: list[str] | None = None,
         if index == K.DEPLOYMENT:
             task["deployment_id"] = model_id
         task_id = tasks.create(tx, task)
-        if reason is Reason.REDEPLOY:
+        if reason is Reason.REDEPLOY or (reason is Reason.PREDICT and wants_redeploy(model)):
+            # Restoring nodes the model lost: its plan (and whether it goes to every node) stays.
             plan = sorted(set(model.get("planning_worker_nodes") or []) | set(targets))
             to_all = bool(model.get("deploy_to_all_nodes"))
         else:
@@ -312,7 +313,13 @@ def auto_deploy(ctx: Context, model_id: str) -> str:
     if lifecycle.failed_by(model) is FailedBy.DEPLOY:
         # A model whose deploy failed everywhere is not redeployed by every request that reaches it.
         raise BadRequest(f"{NOT_READY} Its last deploy failed on every node; see its DEPLOY_MODEL task.")
+    targets = None
+    if wants_redeploy(model):
+        # It was served and lost its nodes (a restart): bring back its plan, not every live node.
+        targets = missing_nodes(model, nodes.eligible_nodes(ctx))
+        if not targets:
+            raise ServiceUnavailable(f"Model [{model_id}] is not deployed and none of its planned nodes is live")
     try:
-        return deploy(ctx, model_id, None, Reason.PREDICT)["task_id"]
+        return deploy(ctx, model_id, targets, Reason.PREDICT)["task_id"]
     except BadRequest as exc:
         raise ServiceUnavailable(f"Model [{model_id}] is not deployed and cannot be deployed now: {exc.reason}") from None
