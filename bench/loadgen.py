@@ -20,19 +20,25 @@ from urllib.parse import urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.workload import sentences  # noqa: E402
 
+# What one embedding looks like in a response, by the API's shape: ML Commons' _predict, or
+# OpenAI's /embeddings (a peer's, bench/peer.py; "index" once per item).
+MARKERS = {"ml": b'"sentence_embedding"', "openai": b'"index"'}
 
-def build_requests(host: str, path: str, docs: list[str], per_request: int, authorization: str = "") -> list[bytes]:
+
+def build_requests(host: str, path: str, docs: list[str], per_request: int, authorization: str = "",
+                   api: str = "ml", model: str = "") -> list[bytes]:
     auth = f"Authorization: {authorization}\r\n" if authorization else ""
     out = []
     for start in range(0, len(docs), per_request):
-        body = json.dumps({"text_docs": docs[start:start + per_request]}).encode()
+        chunk = docs[start:start + per_request]
+        body = json.dumps({"model": model, "input": chunk} if api == "openai" else {"text_docs": chunk}).encode()
         head = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{auth}"
                 f"Content-Length: {len(body)}\r\n\r\n").encode()
         out.append(head + body)
     return out
 
 
-async def worker(host, port, queue: asyncio.Queue, results: list, expect_docs: dict):
+async def worker(host, port, queue: asyncio.Queue, results: list, expect_docs: dict, marker: bytes):
     reader, writer = await asyncio.open_connection(host, port)
     try:
         while True:
@@ -53,32 +59,33 @@ async def worker(host, port, queue: asyncio.Queue, results: list, expect_docs: d
                     marks = line[19:].decode().strip()
             body = await reader.readexactly(length)
             elapsed = time.perf_counter() - started
-            ok = status == 200 and body.count(b'"sentence_embedding"') == expect_docs[index]
+            ok = status == 200 and body.count(marker) == expect_docs[index]
             results.append((index, status, elapsed, ok, marks))
     finally:
         writer.close()
 
 
 async def run(url: str, path: str, concurrency: int, per_request: int, total_docs: int, warmup: int,
-              authorization: str = "") -> dict:
+              authorization: str = "", api: str = "ml", model: str = "") -> dict:
     parts = urlsplit(url)
     host, port = parts.hostname, parts.port
     docs = sentences(total_docs)
-    requests = build_requests(f"{host}:{port}", path, docs, per_request, authorization)
+    marker = MARKERS[api]
+    requests = build_requests(f"{host}:{port}", path, docs, per_request, authorization, api, model)
     expect = {i: len(docs[i * per_request:(i + 1) * per_request]) for i in range(len(requests))}
     if warmup:
         warm = asyncio.Queue()
         for i, req in enumerate(build_requests(f"{host}:{port}", path, sentences(warmup, seed=1), per_request,
-                                               authorization)):
+                                               authorization, api, model)):
             warm.put_nowait((i, req))
-        await asyncio.gather(*[worker(host, port, warm, [], {i: per_request for i in range(warmup)})
+        await asyncio.gather(*[worker(host, port, warm, [], {i: per_request for i in range(warmup)}, marker)
                                for _ in range(min(concurrency, warmup))])
     queue: asyncio.Queue = asyncio.Queue()
     for item in enumerate(requests):
         queue.put_nowait(item)
     results: list = []
     started, cpu_started = time.perf_counter(), time.process_time()
-    await asyncio.gather(*[worker(host, port, queue, results, expect) for _ in range(concurrency)])
+    await asyncio.gather(*[worker(host, port, queue, results, expect, marker) for _ in range(concurrency)])
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     latencies = sorted(r[2] for r in results)
     statuses: dict[str, int] = {}
@@ -105,11 +112,15 @@ async def run(url: str, path: str, concurrency: int, per_request: int, total_doc
 
 
 # A prediction's hops, from the marks of X-MLCommons-Timing (mlcommons/core/serving/timing.py):
-# (name, from mark, to mark); "" is the handler's start, None the client's own end.
-HOPS = [("api: read, checks, lookup", "", "admit"), ("admission script", "admit", "admitted"),
-        ("queue and worker wake-up", "admitted", "taken"), ("worker: decode, plan", "taken", "forward"),
+# (name, from mark, to mark); "" is the handler's start, None the client's own end. The hops in
+# order make up the whole request; the admission script's round trip as the API sees it overlaps
+# the worker's wake-up (the worker can take the request before the API reads the script's answer),
+# so it is given apart, last.
+HOPS = [("api: read, checks, lookup", "", "admit"), ("admission, queue, worker wake-up", "admit", "taken"),
+        ("worker: decode, plan", "taken", "forward"),
         ("tokenize and forward", "forward", "forwarded"), ("reply: encode, push, read", "forwarded", "replied"),
-        ("api: response body", "replied", "responded"), ("HTTP both ways, client", "responded", None)]
+        ("api: response body", "replied", "responded"), ("HTTP both ways, client", "responded", None),
+        ("(overlapping) admission script round trip", "admit", "admitted")]
 
 
 def breakdown(traced: list[tuple[float, str]]) -> dict[str, float]:
@@ -135,9 +146,12 @@ def main() -> None:
     parser.add_argument("--total-docs", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=64)
     parser.add_argument("--authorization", default="", help="an Authorization header value (security on)")
+    parser.add_argument("--api", choices=sorted(MARKERS), default="ml",
+                        help="the request and response shape: ML Commons _predict, or OpenAI /embeddings")
+    parser.add_argument("--model", default="", help="the model name an OpenAI-shaped request names")
     args = parser.parse_args()
     print(json.dumps(asyncio.run(run(args.url, args.path, args.concurrency, args.docs_per_request,
-                                     args.total_docs, args.warmup, args.authorization))))
+                                     args.total_docs, args.warmup, args.authorization, args.api, args.model))))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,10 @@ Figures (each printed with its ratio to the baseline measured in this run):
       or answered twice);
   (g) allocations as threads in one process vs a process per allocation: docs/s and memory;
   (h) the same MiniLM exported as ONNX and served by onnxruntime, vs sentence-transformers and
-      vs onnxruntime called directly at batch 32.
+      vs onnxruntime called directly at batch 32;
+  (i) a peer started in the same run and loaded by the same load generator (bench/peer.py):
+      infinity-emb in its own virtual environment, or the naive one-request-one-forward server
+      where infinity-emb does not install; 32 clients x 1 doc and idle latency.
 Every served figure also gives the CPU milliseconds each request cost in each process (worker,
 API, Redis, the load generator; read from /proc) and the mean batch the worker ran.
 Writes bench/results/report.json.
@@ -123,9 +126,25 @@ def dump_archive(redis_url: str, model_id: str, model: dict, path: Path) -> None
             out.write(client.get(KEYS.chunk(model_id, n)))
 
 
-def loadgen(url: str, model_id: str, concurrency: int, per_request: int, docs: int) -> dict:
-    return sh(["bench/loadgen.py", url, f"{ML}/models/{model_id}/_predict", "--concurrency", str(concurrency),
+def loadgen(url: str, model_id: str, concurrency: int, per_request: int, docs: int, peer: bool = False) -> dict:
+    target = ["/embeddings", "--api", "openai", "--model", model_id] if peer else [f"{ML}/models/{model_id}/_predict"]
+    return sh(["bench/loadgen.py", url, *target, "--concurrency", str(concurrency),
                "--docs-per-request", str(per_request), "--total-docs", str(docs)], timeout=1800)
+
+
+def peer_figures(workdir: Path, prefer: str, docs: int, latency_docs: int) -> dict:
+    """(i): the peer's 32 x 1 throughput and idle latency, measured as ours are."""
+    from bench import peer as peers
+
+    server, how = peers.start(free_port(), workdir, prefer)
+    if server is None:
+        return {"peer": None, "how": how}
+    try:
+        return {"peer": server.kind, "how": how,
+                "served": loadgen(server.url, peers.MODEL_NAME, 32, 1, docs, peer=True),
+                "latency": loadgen(server.url, peers.MODEL_NAME, 1, 1, latency_docs, peer=True)}
+    finally:
+        server.stop()
 
 
 def measured_load(stack: "Stack", model_id: str, concurrency: int, per_request: int, docs: int) -> dict:
@@ -222,6 +241,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer documents and rounds")
     parser.add_argument("--report", default=str(ROOT / "bench" / "results" / "report.json"))
+    parser.add_argument("--peer", choices=["infinity", "naive", "none"], default="infinity",
+                        help="the peer of figure (i); infinity falls back to naive when it does not install")
     args = parser.parse_args()
     docs = 400 if args.quick else 2000
     latency_docs = 60 if args.quick else 300
@@ -298,6 +319,9 @@ def main() -> int:
                                    timeout=1800)
     finally:
         stack.stop()
+    if args.peer != "none":  # after the stack stopped: the peer has the cores to itself, as we had
+        print("(i) peer ...", flush=True)
+        report["peer"] = peer_figures(workdir, args.peer, docs, latency_docs)
     summary = summarize(report)
     report["summary"] = summary
     Path(args.report).parent.mkdir(parents=True, exist_ok=True)
@@ -354,6 +378,19 @@ def summarize(report: dict) -> dict:
         name = f"  {'ONNX ' if r.get('onnx') else ''}{r['concurrency']:>2} clients x {r['docs_per_request']:>2} docs"
         cost = ", ".join(f"{k} {v:.2f}" for k, v in r["cpu_ms_per_request"].items())
         lines.append(f"{name:<30} {cost}; mean batch {r['mean_batch']}")
+    peer = report.get("peer")
+    if peer and peer.get("peer"):
+        ours = next(r for r in report["served"] if r["concurrency"] == 32 and r["docs_per_request"] == 1)
+        theirs = peer["served"]["docs_per_second"]
+        lines.append(f"{'(i) peer 32 clients x 1 doc (docs/s)':<44} {theirs:>12.1f} {st:>12.1f} {theirs / st:>7.2f}"
+                     f"  vs ST; ours {ours['docs_per_second'] / st:.2f} vs ST, {ours['docs_per_second'] / theirs:.2f}"
+                     f" x the peer ({peer['peer']})")
+        lat = peer["latency"]["latency_ms"]
+        lines.append(f"{'(i) peer one-doc latency p50 (ms)':<44} {lat['p50']:>12.2f} "
+                     f"{report['latency']['latency_ms']['p50']:>12.2f} "
+                     f"{lat['p50'] / report['latency']['latency_ms']['p50']:>7.2f}  vs ours")
+    elif peer:
+        lines.append(f"(i) no peer: {peer['how']}")
     alloc = report["allocations"]["layouts"]
     ref = alloc[0]
     for layout in alloc:
