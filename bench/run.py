@@ -241,6 +241,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer documents and rounds")
     parser.add_argument("--report", default=str(ROOT / "bench" / "results" / "report.json"))
+    parser.add_argument("--only", default="abcdefghi",
+                        help="the figures to run, as letters (a, the baselines, always runs): --only ad")
     parser.add_argument("--peer", choices=["infinity", "naive", "none"], default="infinity",
                         help="the peer of figure (i); infinity falls back to naive when it does not install")
     args = parser.parse_args()
@@ -249,6 +251,7 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="mlcommons-bench-"))
     stack = Stack(workdir, {})
     report: dict = {"quick": args.quick, "docs": docs}
+    want = set(args.only) | {"a"}
     try:
         api = stack.api
         model_id = register_minilm(api)
@@ -263,63 +266,71 @@ def main() -> int:
                    "--docs", str(docs), "--latency-docs", str(latency_docs)], timeout=1800)
         report["in_process"] = base
 
-        print("(b) served throughput ...", flush=True)
-        served = []
-        for per_request in (1, 16):
-            for concurrency in (1, 8, 32, 64):
-                n = docs if concurrency > 1 else max(per_request * 20, docs // 4)
-                result = measured_load(stack, model_id, concurrency, per_request, n)
-                served.append(result)
-                print(f"    {concurrency:>2} clients x {per_request:>2} docs: {result['docs_per_second']:7.1f} docs/s, "
-                      f"mean batch {result['mean_batch']}, CPU ms/request {result['cpu_ms_per_request']}", flush=True)
-        report["served"] = served
+        if "b" in want:
+            print("(b) served throughput ...", flush=True)
+            served = []
+            for per_request in (1, 16):
+                for concurrency in (1, 8, 32, 64):
+                    n = docs if concurrency > 1 else max(per_request * 20, docs // 4)
+                    result = measured_load(stack, model_id, concurrency, per_request, n)
+                    served.append(result)
+                    print(f"    {concurrency:>2} clients x {per_request:>2} docs: {result['docs_per_second']:7.1f} docs/s, "
+                          f"mean batch {result['mean_batch']}, CPU ms/request {result['cpu_ms_per_request']}", flush=True)
+            report["served"] = served
 
-        print("(c) idle latency ...", flush=True)
-        report["latency"] = loadgen(stack.url, model_id, 1, 1, latency_docs)
+        if "c" in want:
+            print("(c) idle latency ...", flush=True)
+            report["latency"] = loadgen(stack.url, model_id, 1, 1, latency_docs)
 
-        print("(h) ONNX ...", flush=True)
-        report["onnx"] = onnx_figures(stack, workdir, model_id, docs, latency_docs)
+        if "h" in want:
+            print("(h) ONNX ...", flush=True)
+            report["onnx"] = onnx_figures(stack, workdir, model_id, docs, latency_docs)
 
-        print("(d) deploy time ...", flush=True)
-        cold, warm = [], []
-        for _ in range(3):
-            for use_cache, times in ((False, cold), (True, warm)):
-                api.ok("POST", f"{ML}/models/{model_id}/_undeploy")
-                if not use_cache:  # empty the node-local model caches: the deploy reads the store
-                    for cache in workdir.glob("**/models"):
-                        shutil.rmtree(cache, ignore_errors=True)
-                elapsed, task = deploy_and_wait(api, model_id)
-                assert task["state"] == "COMPLETED", task
-                times.append(elapsed)
-        report["deploy_seconds"] = round(statistics.median(cold), 3)
-        report["deploy_cached_seconds"] = round(statistics.median(warm), 3)
+        if "d" in want:
+            print("(d) deploy time ...", flush=True)
+            cold, warm = [], []
+            for _ in range(3):
+                for use_cache, times in ((False, cold), (True, warm)):
+                    api.ok("POST", f"{ML}/models/{model_id}/_undeploy")
+                    if not use_cache:  # empty the node-local model caches: the deploy reads the store
+                        for cache in workdir.glob("**/models"):
+                            shutil.rmtree(cache, ignore_errors=True)
+                    elapsed, task = deploy_and_wait(api, model_id)
+                    assert task["state"] == "COMPLETED", task
+                    times.append(elapsed)
+            report["deploy_seconds"] = round(statistics.median(cold), 3)
+            report["deploy_cached_seconds"] = round(statistics.median(warm), 3)
 
-        print("(e) control plane ...", flush=True)
-        report["control_plane"] = control_plane(stack, 5 if args.quick else 20)
+        if "e" in want:
+            print("(e) control plane ...", flush=True)
+            report["control_plane"] = control_plane(stack, 5 if args.quick else 20)
 
-        print("(f) one node vs two ...", flush=True)
-        one = next(r for r in served if r["concurrency"] == 32 and r["docs_per_request"] == 1)
-        stack.add_worker()
-        wait(lambda: api.ok("GET", f"{ML}/models/{model_id}")["current_worker_node_count"] == 2, 180, 0.2)
-        before = settled_total(api, model_id)
-        two = loadgen(stack.url, model_id, 32, 1, docs)
-        # The counts travel in heartbeats: wait until they account for what was sent, or a deadline.
-        sent = docs + WARMUP  # loadgen's warm-up requests are computed too
-        computed = wait(lambda: (n := inference_total(api, model_id) - before) >= sent and n, 15, 0.2) \
-            or inference_total(api, model_id) - before
-        report["two_nodes"] = {"one_node_docs_per_second": one["docs_per_second"],
-                               "two_nodes_docs_per_second": two["docs_per_second"],
-                               "docs_sent": sent, "docs_computed": computed,
-                               "every_request_answered_once": two["every_request_answered_once"],
-                               "all_ok": two["all_ok"]}
+        if "f" in want:
+            print("(f) one node vs two ...", flush=True)
+            one = next((r for r in report.get("served", []) if r["concurrency"] == 32 and r["docs_per_request"] == 1),
+                       None) or loadgen(stack.url, model_id, 32, 1, docs)
+            stack.add_worker()
+            wait(lambda: api.ok("GET", f"{ML}/models/{model_id}")["current_worker_node_count"] == 2, 180, 0.2)
+            before = settled_total(api, model_id)
+            two = loadgen(stack.url, model_id, 32, 1, docs)
+            # The counts travel in heartbeats: wait until they account for what was sent, or a deadline.
+            sent = docs + WARMUP  # loadgen's warm-up requests are computed too
+            computed = wait(lambda: (n := inference_total(api, model_id) - before) >= sent and n, 15, 0.2) \
+                or inference_total(api, model_id) - before
+            report["two_nodes"] = {"one_node_docs_per_second": one["docs_per_second"],
+                                   "two_nodes_docs_per_second": two["docs_per_second"],
+                                   "docs_sent": sent, "docs_computed": computed,
+                                   "every_request_answered_once": two["every_request_answered_once"],
+                                   "all_ok": two["all_ok"]}
 
-        print("(g) allocations as threads or processes (in-process) ...", flush=True)
-        report["allocations"] = sh(["bench/allocations.py", str(archive), "--model-config",
-                                    json.dumps(model["model_config"]), "--docs", str(docs // 2 if args.quick else 1600)],
-                                   timeout=1800)
+        if "g" in want:
+            print("(g) allocations as threads or processes (in-process) ...", flush=True)
+            report["allocations"] = sh(["bench/allocations.py", str(archive), "--model-config",
+                                        json.dumps(model["model_config"]), "--docs", str(docs // 2 if args.quick else 1600)],
+                                       timeout=1800)
     finally:
         stack.stop()
-    if args.peer != "none":  # after the stack stopped: the peer has the cores to itself, as we had
+    if args.peer != "none" and "i" in want:  # after the stack stopped: the peer has the cores to itself, as we had
         print("(i) peer ...", flush=True)
         report["peer"] = peer_figures(workdir, args.peer, docs, latency_docs)
     summary = summarize(report)
@@ -334,66 +345,76 @@ def main() -> int:
 
 
 def summarize(report: dict) -> dict:
+    """The table printed at the end: each figure that ran, with its baseline and ratio."""
     base = report["in_process"]
     st, rt = base["st_encode_docs_per_second"], base["runtime_docs_per_second"]
     lines = [f"{'figure':<44} {'value':>12} {'baseline':>12} {'ratio':>7}",
              f"{'(a) runtime direct, batch 32 (docs/s)':<44} {rt:>12.1f} {st:>12.1f} {rt / st:>7.2f}  vs ST encode"]
-    for r in report["served"]:
+    for r in report.get("served", []):
         name = f"(b) served {r['concurrency']:>2} clients x {r['docs_per_request']:>2} docs (docs/s)"
         lines.append(f"{name:<44} {r['docs_per_second']:>12.1f} {rt:>12.1f} {r['docs_per_second'] / rt:>7.2f}"
                      f"  vs runtime; {r['docs_per_second'] / st:.2f} vs ST")
-    lat, inproc = report["latency"]["latency_ms"], base["runtime_latency_ms"]
-    lines.append(f"{'(c) one-doc latency p50 (ms)':<44} {lat['p50']:>12.2f} {inproc['p50']:>12.2f} "
-                 f"{lat['p50'] / inproc['p50']:>7.2f}  added {lat['p50'] - inproc['p50']:.2f} ms")
-    lines.append(f"{'(c) one-doc latency p99 (ms)':<44} {lat['p99']:>12.2f} {inproc['p99']:>12.2f} "
-                 f"{lat['p99'] / inproc['p99']:>7.2f}  added {lat['p99'] - inproc['p99']:.2f} ms")
-    for hop, ms in report["latency"].get("hops_ms_p50", {}).items():
-        lines.append(f"      {hop:<38} {ms:>12.3f}  (p50 of each hop, ms)")
-    dep, local = report["deploy_seconds"], base["local_load_seconds"]
-    lines.append(f"{'(d) deploy, POST to COMPLETED (s)':<44} {dep:>12.3f} {local:>12.3f} {dep / local:>7.2f}"
-                 "  vs local load")
-    warm = report["deploy_cached_seconds"]
-    lines.append(f"{'(d) deploy from the node cache (s)':<44} {warm:>12.3f} {local:>12.3f} {warm / local:>7.2f}"
-                 "  vs local load")
-    cp = report["control_plane"]
-    lines.append(f"{'(e) deploy+undeploy tasks per second':<44} {cp['tasks_per_second']:>12.2f} "
-                 f"{cp['rq_noop_jobs_per_second']:>12.2f} {cp['tasks_per_second'] / cp['rq_noop_jobs_per_second']:>7.2f}"
-                 "  vs rq no-op jobs")
-    two = report["two_nodes"]
-    lines.append(f"{'(f) two nodes, 32 clients x 1 doc (docs/s)':<44} {two['two_nodes_docs_per_second']:>12.1f} "
-                 f"{two['one_node_docs_per_second']:>12.1f} "
-                 f"{two['two_nodes_docs_per_second'] / two['one_node_docs_per_second']:>7.2f}  vs one node; "
-                 f"computed {two['docs_computed']}/{two['docs_sent']}, answered once: {two['every_request_answered_once']}")
-    onnx = report["onnx"]
-    ort, served = onnx["in_process"]["runtime_docs_per_second"], onnx["served"]["docs_per_second"]
-    lines.append(f"{'(h) ONNX runtime direct, batch 32 (docs/s)':<44} {ort:>12.1f} {st:>12.1f} {ort / st:>7.2f}"
-                 "  vs ST encode")
-    lines.append(f"{'(h) ONNX served 32 clients x 1 doc (docs/s)':<44} {served:>12.1f} {ort:>12.1f} "
-                 f"{served / ort:>7.2f}  vs ONNX direct; {served / st:.2f} vs ST")
-    lat, inproc = onnx["latency"]["latency_ms"], onnx["in_process"]["runtime_latency_ms"]
-    lines.append(f"{'(h) ONNX one-doc latency p50 (ms)':<44} {lat['p50']:>12.2f} {inproc['p50']:>12.2f} "
-                 f"{lat['p50'] / inproc['p50']:>7.2f}  added {lat['p50'] - inproc['p50']:.2f} ms")
-    lines.append("CPU ms per request by process, and the mean batch:")
-    for r in report["served"] + [dict(onnx["served"], onnx=True)]:
+    inproc = base["runtime_latency_ms"]
+    if "latency" in report:
+        lat = report["latency"]["latency_ms"]
+        lines.append(f"{'(c) one-doc latency p50 (ms)':<44} {lat['p50']:>12.2f} {inproc['p50']:>12.2f} "
+                     f"{lat['p50'] / inproc['p50']:>7.2f}  added {lat['p50'] - inproc['p50']:.2f} ms")
+        lines.append(f"{'(c) one-doc latency p99 (ms)':<44} {lat['p99']:>12.2f} {inproc['p99']:>12.2f} "
+                     f"{lat['p99'] / inproc['p99']:>7.2f}  added {lat['p99'] - inproc['p99']:.2f} ms")
+        for hop, ms in report["latency"].get("hops_ms_p50", {}).items():
+            lines.append(f"      {hop:<38} {ms:>12.3f}  (p50 of each hop, ms)")
+    local = base["local_load_seconds"]
+    if "deploy_seconds" in report:
+        dep, warm = report["deploy_seconds"], report["deploy_cached_seconds"]
+        lines.append(f"{'(d) deploy, POST to COMPLETED (s)':<44} {dep:>12.3f} {local:>12.3f} {dep / local:>7.2f}"
+                     "  vs local load")
+        lines.append(f"{'(d) deploy from the node cache (s)':<44} {warm:>12.3f} {local:>12.3f} {warm / local:>7.2f}"
+                     "  vs local load")
+    if "control_plane" in report:
+        cp = report["control_plane"]
+        lines.append(f"{'(e) deploy+undeploy tasks per second':<44} {cp['tasks_per_second']:>12.2f} "
+                     f"{cp['rq_noop_jobs_per_second']:>12.2f} "
+                     f"{cp['tasks_per_second'] / cp['rq_noop_jobs_per_second']:>7.2f}  vs rq no-op jobs")
+    if "two_nodes" in report:
+        two = report["two_nodes"]
+        lines.append(f"{'(f) two nodes, 32 clients x 1 doc (docs/s)':<44} {two['two_nodes_docs_per_second']:>12.1f} "
+                     f"{two['one_node_docs_per_second']:>12.1f} "
+                     f"{two['two_nodes_docs_per_second'] / two['one_node_docs_per_second']:>7.2f}  vs one node; "
+                     f"computed {two['docs_computed']}/{two['docs_sent']}, "
+                     f"answered once: {two['every_request_answered_once']}")
+    onnx = report.get("onnx")
+    if onnx:
+        ort, served = onnx["in_process"]["runtime_docs_per_second"], onnx["served"]["docs_per_second"]
+        lines.append(f"{'(h) ONNX runtime direct, batch 32 (docs/s)':<44} {ort:>12.1f} {st:>12.1f} {ort / st:>7.2f}"
+                     "  vs ST encode")
+        lines.append(f"{'(h) ONNX served 32 clients x 1 doc (docs/s)':<44} {served:>12.1f} {ort:>12.1f} "
+                     f"{served / ort:>7.2f}  vs ONNX direct; {served / st:.2f} vs ST")
+        lat, o_inproc = onnx["latency"]["latency_ms"], onnx["in_process"]["runtime_latency_ms"]
+        lines.append(f"{'(h) ONNX one-doc latency p50 (ms)':<44} {lat['p50']:>12.2f} {o_inproc['p50']:>12.2f} "
+                     f"{lat['p50'] / o_inproc['p50']:>7.2f}  added {lat['p50'] - o_inproc['p50']:.2f} ms")
+    peer = report.get("peer")
+    if peer and peer.get("peer"):
+        theirs = peer["served"]["docs_per_second"]
+        ours = next((r for r in report.get("served", []) if r["concurrency"] == 32 and r["docs_per_request"] == 1),
+                    None)
+        vs = (f"; ours {ours['docs_per_second'] / st:.2f} vs ST, {ours['docs_per_second'] / theirs:.2f} x the peer"
+              if ours else "")
+        lines.append(f"{'(i) peer 32 clients x 1 doc (docs/s)':<44} {theirs:>12.1f} {st:>12.1f} {theirs / st:>7.2f}"
+                     f"  vs ST ({peer['peer']}){vs}")
+        lat = peer["latency"]["latency_ms"]
+        lines.append(f"{'(i) peer one-doc latency p50 (ms)':<44} {lat['p50']:>12.2f} {inproc['p50']:>12.2f} "
+                     f"{lat['p50'] / inproc['p50']:>7.2f}  added {lat['p50'] - inproc['p50']:.2f} ms")
+    elif peer:
+        lines.append(f"(i) no peer: {peer['how']}")
+    measured = report.get("served", []) + ([dict(onnx["served"], onnx=True)] if onnx else [])
+    if measured:
+        lines.append("CPU ms per request by process, and the mean batch:")
+    for r in measured:
         name = f"  {'ONNX ' if r.get('onnx') else ''}{r['concurrency']:>2} clients x {r['docs_per_request']:>2} docs"
         cost = ", ".join(f"{k} {v:.2f}" for k, v in r["cpu_ms_per_request"].items())
         lines.append(f"{name:<30} {cost}; mean batch {r['mean_batch']}")
-    peer = report.get("peer")
-    if peer and peer.get("peer"):
-        ours = next(r for r in report["served"] if r["concurrency"] == 32 and r["docs_per_request"] == 1)
-        theirs = peer["served"]["docs_per_second"]
-        lines.append(f"{'(i) peer 32 clients x 1 doc (docs/s)':<44} {theirs:>12.1f} {st:>12.1f} {theirs / st:>7.2f}"
-                     f"  vs ST; ours {ours['docs_per_second'] / st:.2f} vs ST, {ours['docs_per_second'] / theirs:.2f}"
-                     f" x the peer ({peer['peer']})")
-        lat = peer["latency"]["latency_ms"]
-        lines.append(f"{'(i) peer one-doc latency p50 (ms)':<44} {lat['p50']:>12.2f} "
-                     f"{report['latency']['latency_ms']['p50']:>12.2f} "
-                     f"{lat['p50'] / report['latency']['latency_ms']['p50']:>7.2f}  vs ours")
-    elif peer:
-        lines.append(f"(i) no peer: {peer['how']}")
-    alloc = report["allocations"]["layouts"]
-    ref = alloc[0]
-    for layout in alloc:
+    for layout in report.get("allocations", {}).get("layouts", []):
+        ref = report["allocations"]["layouts"][0]
         name = f"(g) {layout['layout']} {layout['allocations']} alloc x {layout['threads_per_allocation']} thr (docs/s)"
         lines.append(f"{name:<44} {layout['docs_per_second']:>12.1f} {ref['docs_per_second']:>12.1f} "
                      f"{layout['docs_per_second'] / ref['docs_per_second']:>7.2f}  RSS {layout['rss_mb_after']} MB "

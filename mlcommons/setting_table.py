@@ -198,6 +198,11 @@ SETTINGS: dict[str, Setting] = {
                 "Most documents a worker runs through the model in one forward pass.", minimum=1),
         Setting("mlcommons.predict.max_batch_tokens", 16_384, int, True,
                 "Most padded tokens (documents x longest length) in one forward pass.", minimum=1),
+        Setting("mlcommons.predict.borrow_idle_threads", True, bool, True,
+                "A batch runs on its allocation's threads plus those of the deployment's allocations that "
+                "are idle at that moment (torch runtimes; onnxruntime's sessions keep their own): a lone "
+                "request on an idle node gets every core the deployment has, a busy node's batches one "
+                "allocation's each."),
         Setting("mlcommons.deploy.number_of_allocations", 0, int, True,
                 "Inference allocations (parallel executors over one copy of the weights) a deployment gets "
                 "on each node; 0 = one per CPU core the node may use, divided by threads_per_allocation.",

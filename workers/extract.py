@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 import shutil
 import stat
+import struct
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
@@ -95,45 +96,73 @@ def _plan(
     """Validate every entry up front; returns (entry, relative path or None for the root)."""
     if len(infos) > max_files:
         raise UnsafeArchive(f"the archive has {len(infos)} entries; at most {max_files} are allowed")
-    declared = 0
-    files: set[PurePosixPath] = set()
-    dirs: set[PurePosixPath] = set()
+    checker = _Checker(root, bounds, max_files)
     plan = []
     for info in infos:
+        _check_kind(info)
+        plan.append((info, checker.add(info)))
+    checker.finish()
+    return plan
+
+
+def _check_kind(info: zipfile.ZipInfo) -> None:
+    """No symlinks, special files or encrypted entries (the type is in the central directory)."""
+    name = info.filename
+    kind = stat.S_IFMT(info.external_attr >> 16)
+    if kind == stat.S_IFLNK:
+        raise UnsafeArchive(f"archive entry {name!r} is a symbolic link")
+    if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+        raise UnsafeArchive(f"archive entry {name!r} is a special file (mode {kind:o})")
+    if info.flag_bits & 0x1:
+        raise UnsafeArchive(f"archive entry {name!r} is encrypted")
+
+
+class _Checker:
+    """The rules every entry meets before it is written, one entry at a time: its path stays in
+    the root and is new, the entry count, and its declared size within the ratio and in all."""
+
+    def __init__(self, root: Path, bounds: _Bounds, max_files: int):
+        self.root, self.bounds, self.max_files = root, bounds, max_files
+        self.count = 0
+        self.declared = 0
+        self.files: set[PurePosixPath] = set()
+        self.dirs: set[PurePosixPath] = set()
+
+    def add(self, info: zipfile.ZipInfo) -> PurePosixPath | None:
         name = info.filename
-        rel = _relative_path(name)
-        kind = stat.S_IFMT(info.external_attr >> 16)
-        if kind == stat.S_IFLNK:
-            raise UnsafeArchive(f"archive entry {name!r} is a symbolic link")
-        if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
-            raise UnsafeArchive(f"archive entry {name!r} is a special file (mode {kind:o})")
+        self.count += 1
+        if self.count > self.max_files:
+            raise UnsafeArchive(f"the archive has more than {self.max_files} entries; at most {self.max_files} "
+                                "are allowed")
         if info.flag_bits & 0x1:
             raise UnsafeArchive(f"archive entry {name!r} is encrypted")
-        if rel is not None and not (root / rel).resolve().is_relative_to(root):
+        rel = _relative_path(name)
+        if rel is not None and not (self.root / rel).resolve().is_relative_to(self.root):
             raise UnsafeArchive(f"archive entry {name!r} resolves outside the destination")
         if info.is_dir():
             if rel is not None:
-                dirs.add(rel)
-        else:
-            if rel is None:
-                raise UnsafeArchive(f"archive entry {name!r} has no file name")
-            if rel in files:
-                raise UnsafeArchive(f"archive entry {name!r} appears more than once")
-            files.add(rel)
-            if info.file_size > bounds.entry(info):
-                raise bounds.entry_error(info)
-            declared += info.file_size
-            if declared > bounds.total:
-                raise UnsafeArchive(
-                    f"the archive declares more than {bounds.total} uncompressed bytes, "
-                    f"{bounds.total_reason()} (reached at entry {name!r})"
-                )
-        plan.append((info, rel))
-    for rel in files | dirs:
-        inside_a_file = next((p for p in rel.parents if p in files), None)
-        if inside_a_file is not None or (rel in files and rel in dirs):
-            raise UnsafeArchive(f"archive entry {str(rel)!r} clashes with a file entry on its path")
-    return plan
+                self.dirs.add(rel)
+            return rel
+        if rel is None:
+            raise UnsafeArchive(f"archive entry {name!r} has no file name")
+        if rel in self.files:
+            raise UnsafeArchive(f"archive entry {name!r} appears more than once")
+        self.files.add(rel)
+        if info.file_size > self.bounds.entry(info):
+            raise self.bounds.entry_error(info)
+        self.declared += info.file_size
+        if self.declared > self.bounds.total:
+            raise UnsafeArchive(
+                f"the archive declares more than {self.bounds.total} uncompressed bytes, "
+                f"{self.bounds.total_reason()} (reached at entry {name!r})"
+            )
+        return rel
+
+    def finish(self) -> None:
+        for rel in self.files | self.dirs:
+            inside_a_file = next((p for p in rel.parents if p in self.files), None)
+            if inside_a_file is not None or (rel in self.files and rel in self.dirs):
+                raise UnsafeArchive(f"archive entry {str(rel)!r} clashes with a file entry on its path")
 
 
 def _relative_path(name: str) -> PurePosixPath | None:
@@ -240,3 +269,221 @@ def _clear(dest: Path, *, remove_dest: bool) -> None:
             shutil.rmtree(child, ignore_errors=True)
         else:
             child.unlink(missing_ok=True)
+
+
+# --- extracting while the bytes arrive ------------------------------------------------------
+
+class NotStreamable(Exception):
+    """The archive cannot be extracted in one pass (a data descriptor, zip64, a method other than
+    stored or deflate, bytes before the first entry, or a central directory that disagrees with
+    the entries): extract it from a file with :func:`safe_extract` instead."""
+
+
+_LOCAL = b"PK\x03\x04"
+_CENTRAL = b"PK\x01\x02"
+_END = b"PK\x05\x06"
+_LOCAL_HEAD = struct.Struct("<4sHHHHHIIIHH")               # 30 bytes
+_CENTRAL_HEAD = struct.Struct("<4sHHHHHHIIIHHHHHII")       # 46 bytes
+_END_HEAD = struct.Struct("<4sHHHHIIH")                    # 22 bytes
+_TRAILER_MAX = 16 << 20  # the central directory of a model archive is a few kilobytes
+_INFLATE_STEP = 1 << 20  # at most this much inflated output per call: a bomb is caught in steps
+
+
+class StreamExtractor:
+    """Extract a zip archive whose bytes arrive in order (``write``), as a deploy reads its chunks
+    from the model store, so that the extraction overlaps the reading and no temporary copy of the
+    archive is written. The same rules as :func:`safe_extract` hold for every entry before a byte
+    of it is written (names, count, declared sizes and the compression-ratio bound, counted again
+    while writing), each entry's CRC-32 and size are checked, and :meth:`finish` checks the
+    central directory against what was extracted: same entries, same sizes and CRCs, at the
+    offsets where they were read; no symlinks or special files. Anything the one pass cannot
+    vouch for raises :class:`NotStreamable`; anything unsafe raises ``UnsafeArchive``. Either way
+    ``dest`` is left as it was found. ``archive_size`` is the registered size, which the caller
+    checks against what it read."""
+
+    def __init__(self, dest: Path, archive_size: int, *, max_total_bytes: int = 8 * 2**30,
+                 max_files: int = 10_000):
+        self.dest = Path(dest)
+        self._created = _prepare(self.dest)
+        self._bounds = _Bounds(archive_size, max_total_bytes)
+        self._checker = _Checker(self.dest.resolve(), self._bounds, max_files)
+        self._budget = _Budget(self._bounds)
+        self._pending = bytearray()  # bytes of a header not complete yet, or the trailer
+        self._offset = 0             # of the first byte in _pending, in the archive
+        self._entries: list[tuple[int, zipfile.ZipInfo]] = []  # (local header offset, entry)
+        self._files: list[Path] = []
+        self._entry: zipfile.ZipInfo | None = None  # the entry whose data is arriving
+        self._out = None
+        self._left = 0               # its compressed bytes still to come
+        self._crc = 0
+        self._written = 0
+        self._inflate = None
+        self._in_trailer = False
+        self._failed = False
+
+    # -- the stream --
+    def write(self, data) -> int:
+        if self._failed:
+            raise NotStreamable("the extraction already failed")
+        try:
+            self._feed(memoryview(data))
+        except BaseException:
+            self.abort()
+            raise
+        return len(data)
+
+    def finish(self) -> list[Path]:
+        """Check the central directory; returns the extracted files in archive order."""
+        try:
+            if self._failed:
+                raise NotStreamable("the extraction already failed")
+            if self._entry is not None or not self._in_trailer:
+                raise NotStreamable("the archive ends inside an entry")
+            self._check_central_directory(bytes(self._pending))
+            self._checker.finish()
+        except BaseException:
+            self.abort()
+            raise
+        return list(self._files)
+
+    def abort(self) -> None:
+        self._failed = True
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+        _clear(self.dest, remove_dest=self._created)
+
+    def _feed(self, view: memoryview) -> None:
+        while len(view):
+            if self._entry is not None:
+                view = self._data(view)
+            elif self._in_trailer:
+                if len(self._pending) + len(view) > _TRAILER_MAX:
+                    raise NotStreamable("the central directory is larger than a model archive's")
+                self._pending += view
+                return
+            else:
+                view = self._header(view)
+
+    def _header_size(self) -> int:
+        """How many bytes of ``_pending`` the header that starts it needs (decided step by step:
+        the signature, the fixed part, then its name and extra field)."""
+        if len(self._pending) < 4 or self._pending[:4] != _LOCAL:
+            return 4
+        if len(self._pending) < _LOCAL_HEAD.size:
+            return _LOCAL_HEAD.size
+        name_len, extra_len = struct.unpack_from("<HH", self._pending, 26)
+        return _LOCAL_HEAD.size + name_len + extra_len
+
+    def _header(self, view: memoryview) -> memoryview:
+        while len(self._pending) < (want := self._header_size()):
+            if not len(view):
+                return view
+            take = want - len(self._pending)
+            self._pending += view[:take]
+            view = view[take:]
+        if self._pending[:4] != _LOCAL:
+            if not self._entries:
+                raise NotStreamable("the archive does not begin with an entry")
+            self._in_trailer = True  # the central directory, checked by finish()
+            return view
+        (_, _, flags, method, _, _, crc, csize, usize, name_len, _) = _LOCAL_HEAD.unpack_from(self._pending)
+        raw_name = bytes(self._pending[_LOCAL_HEAD.size:_LOCAL_HEAD.size + name_len])
+        if flags & 0x8 or method not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) \
+                or 0xFFFFFFFF in (csize, usize):
+            raise NotStreamable(f"entry {raw_name!r} needs random access (flags {flags:#x}, method {method})")
+        info = zipfile.ZipInfo(raw_name.decode("utf-8" if flags & 0x800 else "cp437"))
+        info.flag_bits, info.compress_type, info.CRC = flags, method, crc
+        info.compress_size, info.file_size = csize, usize
+        rel = self._checker.add(info)
+        self._entries.append((self._offset, info))
+        self._offset += len(self._pending)
+        self._pending.clear()
+        self._open(info, rel)
+        return view
+
+    def _open(self, info: zipfile.ZipInfo, rel: PurePosixPath | None) -> None:
+        target = None if rel is None else self.dest / rel
+        try:
+            if info.is_dir():
+                if target is not None:
+                    target.mkdir(parents=True, exist_ok=True)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self._out = open(target, "xb")
+                self._files.append(target)
+        except OSError as exc:
+            raise UnsafeArchive(f"archive entry {info.filename!r} cannot be created: {exc}") from exc
+        # A folder's data (a deflated empty stream) passes through the same checks, unwritten.
+        self._entry, self._left, self._crc, self._written = info, info.compress_size, 0, 0
+        self._inflate = zlib.decompressobj(-15) if info.compress_type == zipfile.ZIP_DEFLATED else None
+        if not self._left:
+            self._end_entry()
+
+    def _data(self, view: memoryview) -> memoryview:
+        piece, view = view[:self._left], view[self._left:]
+        self._left -= len(piece)
+        self._offset += len(piece)
+        if self._inflate is None:
+            self._emit(piece)
+        else:
+            try:
+                data = piece
+                while data:
+                    self._emit(self._inflate.decompress(data, _INFLATE_STEP))
+                    data = self._inflate.unconsumed_tail
+            except zlib.error as exc:
+                raise UnsafeArchive(f"archive entry {self._entry.filename!r} is corrupt: {exc}") from exc
+        if not self._left:
+            self._end_entry()
+        return view
+
+    def _emit(self, data) -> None:
+        info = self._entry
+        self._written += len(data)
+        self._budget.used += len(data)
+        if self._written > info.file_size:
+            raise UnsafeArchive(f"archive entry {info.filename!r} is larger than its declared {info.file_size} bytes")
+        if self._budget.used > self._bounds.total:
+            raise UnsafeArchive(f"the archive unpacks to more than {self._bounds.total} bytes, "
+                                f"{self._bounds.total_reason()} (reached at entry {info.filename!r})")
+        self._crc = zlib.crc32(data, self._crc)
+        if self._out is not None:
+            self._out.write(data)
+
+    def _end_entry(self) -> None:
+        info = self._entry
+        while self._inflate is not None and not self._inflate.eof:  # output zlib still holds
+            rest = self._inflate.decompress(b"", _INFLATE_STEP)
+            if not rest:
+                break
+            self._emit(rest)
+        if self._inflate is not None and not self._inflate.eof:
+            raise UnsafeArchive(f"archive entry {info.filename!r} is corrupt: its deflate stream is incomplete")
+        if self._written != info.file_size or self._crc != info.CRC:
+            raise UnsafeArchive(f"archive entry {info.filename!r} is corrupt: bad size or CRC-32")
+        if self._out is not None:
+            self._out.close()
+        self._out, self._entry, self._inflate = None, None, None
+
+    # -- the end --
+    def _check_central_directory(self, trailer: bytes) -> None:
+        pos = 0
+        for offset, local in self._entries:
+            if trailer[pos:pos + 4] != _CENTRAL or len(trailer) < pos + _CENTRAL_HEAD.size:
+                raise NotStreamable("the central directory lists fewer entries than the archive holds")
+            (_, _, _, flags, method, _, _, crc, csize, usize, name_len, extra_len, comment_len, _, _,
+             external, at) = _CENTRAL_HEAD.unpack_from(trailer, pos)
+            name = trailer[pos + _CENTRAL_HEAD.size:pos + _CENTRAL_HEAD.size + name_len]
+            pos += _CENTRAL_HEAD.size + name_len + extra_len + comment_len
+            info = zipfile.ZipInfo(name.decode("utf-8" if flags & 0x800 else "cp437"))
+            info.external_attr, info.flag_bits = external, flags
+            _check_kind(info)
+            if (info.filename, crc, csize, usize, method, at) != (
+                    local.filename, local.CRC, local.compress_size, local.file_size, local.compress_type, offset):
+                raise NotStreamable(f"the central directory disagrees with entry {local.filename!r}")
+        if trailer[pos:pos + 4] != _END or len(trailer) < pos + _END_HEAD.size:
+            raise NotStreamable("no end of central directory after the entries")
+        (_, disk, _, _, count, _, _, comment_len) = _END_HEAD.unpack_from(trailer, pos)
+        if disk or count != len(self._entries) or len(trailer) != pos + _END_HEAD.size + comment_len:
+            raise NotStreamable("the end of the central directory does not match the entries")

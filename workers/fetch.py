@@ -1,47 +1,74 @@
 """Fetch a registered model out of the model store onto this node, checked, and extract it."""
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable
 
-from mlcommons.errors import ModelContentChanged
-from mlcommons.store.modelstore import ModelStore, read_chunks
-from workers.extract import safe_extract
+from mlcommons.errors import ModelContentChanged, UnsafeArchive
+from mlcommons.store.modelstore import Digest, ModelStore, read_chunks
+from workers.extract import NotStreamable, StreamExtractor, safe_extract
+
+log = logging.getLogger(__name__)
 
 
 def fetch_and_extract(store: ModelStore, model_id: str, model: dict, work_dir: Path,
                       on_chunk: Callable[[int], None] | None = None) -> Path:
-    """Stream the model's chunks into a temporary file while hashing, refuse a size or SHA-256
-    mismatch, then extract the archive into a fresh folder under ``work_dir`` and return it.
-    The caller removes the folder when done with it. ``on_chunk(n)`` runs after chunk ``n`` is
-    written and may raise to abandon the fetch."""
+    """Stream the model's chunks while hashing and extracting them into a fresh folder under
+    ``work_dir``, refuse a size or SHA-256 mismatch, and return the folder (the caller removes it
+    when done with it). The extraction overlaps the reading and writes no copy of the archive
+    (workers/extract.py, StreamExtractor); an archive the stream cannot vouch for is read again
+    into a temporary file and extracted from there, which gives its canonical error, if any.
+    ``on_chunk(n)`` runs after chunk ``n`` is written and may raise to abandon the fetch."""
     work_dir.mkdir(parents=True, exist_ok=True)
     total = int(model.get("total_chunks") or 0)
-    expected_hash = (model.get("model_content_hash_value") or "").lower()
-    expected_size = model.get("model_content_size_in_bytes")
     if total <= 0:
         raise ModelContentChanged("the model has no chunks")
-    fd, archive = tempfile.mkstemp(prefix=f"{model_id}-", suffix=".zip", dir=work_dir)
+    expected_size = model.get("model_content_size_in_bytes")
+    target = Path(tempfile.mkdtemp(prefix=f"{model_id}-", dir=work_dir))
+    try:
+        if expected_size is not None:
+            try:
+                extractor = StreamExtractor(target / "model", int(expected_size))
+                _check(model, _read(store, model_id, total, extractor, on_chunk))
+                extractor.finish()
+                return target
+            except (NotStreamable, UnsafeArchive) as exc:
+                log.info("model %s: extracting from a file (%s)", model_id, exc)
+                shutil.rmtree(target / "model", ignore_errors=True)
+        _extract_from_file(store, model_id, model, total, target, on_chunk)
+        return target
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+
+
+def _read(store: ModelStore, model_id: str, total: int, out, on_chunk) -> Digest:
+    try:
+        return read_chunks(store, model_id, total, out, on_chunk=on_chunk)
+    except KeyError as exc:
+        raise ModelContentChanged(str(exc.args[0])) from None
+
+
+def _check(model: dict, digest: Digest) -> None:
+    expected_size = model.get("model_content_size_in_bytes")
+    if expected_size is not None and digest.size != int(expected_size):
+        raise ModelContentChanged(f"read {digest.size} bytes, registered {expected_size}")
+    if digest.sha256 != (model.get("model_content_hash_value") or "").lower():
+        raise ModelContentChanged("its SHA-256 differs from the registered model_content_hash_value")
+
+
+def _extract_from_file(store: ModelStore, model_id: str, model: dict, total: int, target: Path,
+                       on_chunk) -> None:
+    fd, archive = tempfile.mkstemp(prefix=f"{model_id}-", suffix=".zip", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as out:
-            try:
-                digest = read_chunks(store, model_id, total, out, on_chunk=on_chunk)
-            except KeyError as exc:
-                raise ModelContentChanged(str(exc.args[0])) from None
-        if expected_size is not None and digest.size != int(expected_size):
-            raise ModelContentChanged(f"read {digest.size} bytes, registered {expected_size}")
-        if digest.sha256 != expected_hash:
-            raise ModelContentChanged("its SHA-256 differs from the registered model_content_hash_value")
-        target = Path(tempfile.mkdtemp(prefix=f"{model_id}-", dir=work_dir))
-        try:
-            safe_extract(Path(archive), target / "model")
-        except BaseException:
-            shutil.rmtree(target, ignore_errors=True)
-            raise
-        return target
+            digest = _read(store, model_id, total, out, on_chunk)
+        _check(model, digest)
+        safe_extract(Path(archive), target / "model")
     finally:
         os.unlink(archive)
 

@@ -69,6 +69,8 @@ class DeploymentServer:
         self._queue = keys.predict_queue(deployment_id)
         self.overhead_tokens: float | None = None  # measured by the first allocation thread
         self._wanted = max(0, allocations)
+        self._busy = 0  # allocations running a batch now (borrow_idle_threads)
+        self._busy_lock = threading.Lock()
 
     @property
     def allocations(self) -> int:
@@ -122,6 +124,9 @@ class DeploymentServer:
 
     # --- the loop ------------------------------------------------------------------------
     def _loop(self, allocation: int) -> None:
+        # torch's thread count is per thread, but a thread's first parallel operation sets it to
+        # the last count any thread set: have that happen now, then set ours.
+        torch.get_num_threads()
         torch.set_num_threads(self.threads_per_allocation)
         self.runtime.use_threads(self.threads_per_allocation)
         self._calibrate()
@@ -137,7 +142,13 @@ class DeploymentServer:
                     items = [first]
                     if max_requests > 1:
                         items += self._take(keys=[self._queue, inflight], args=[max_requests - 1])
-                self._serve(items, inflight)
+                with self._busy_lock:
+                    self._busy += 1
+                try:
+                    self._serve(items, inflight)
+                finally:
+                    with self._busy_lock:
+                        self._busy -= 1
             except redis.exceptions.ConnectionError as exc:
                 log.warning("deployment %s: Redis unavailable (%s); retrying", self.deployment_id, exc)
                 self._stop.wait(0.5)
@@ -184,6 +195,8 @@ class DeploymentServer:
                 raise ValueError("this model does not produce sparse embeddings")
             if op == dp.OP_TEXT_SIMILARITY and not hasattr(self.runtime, "tokenize_pairs"):
                 raise ValueError("this model does not score text pairs")
+            if self.runtime.borrows_threads:
+                torch.set_num_threads(self._threads_now())
             forward_us = timing.now_us()
             out = self.infer(items)
         except Exception as exc:
@@ -219,6 +232,16 @@ class DeploymentServer:
             self.counters.batches += 1
             self.counters.inference_ms_total += elapsed_ms
             self.counters.last_access_ms = now
+
+    def _threads_now(self) -> int:
+        """This batch's torch threads: its allocation's, plus those of the deployment's allocations
+        that are idle now (``mlcommons.predict.borrow_idle_threads``). An idle node runs a lone
+        request on every core the deployment has (MiniLM, one document: 7.6 ms on two threads
+        against 10.5 on one); a busy one runs each batch on one allocation's threads."""
+        if not self.settings.get("mlcommons.predict.borrow_idle_threads"):
+            return self.threads_per_allocation
+        idle = max(0, self._wanted - self._busy)
+        return self.threads_per_allocation * (1 + idle)
 
     @staticmethod
     def _reply(replies: dict, req: dp.Request, reply: dp.Reply) -> None:

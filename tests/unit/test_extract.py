@@ -1,4 +1,8 @@
-"""safe_extract: every hostile archive is refused with the entry named, and leaves dest empty."""
+"""safe_extract and StreamExtractor: every hostile archive is refused with the entry named, and
+leaves dest empty. Each test runs twice: extracting from the file, and streaming the archive's
+bytes in small pieces as a deploy does (workers/fetch.py), falling back to the file where the
+stream refuses, as a deploy does; the hostile cases then check that the stream itself refused
+(and wrote nothing outside dest), and the good ones that it needed no fallback."""
 from __future__ import annotations
 
 import stat
@@ -9,7 +13,40 @@ from pathlib import Path
 import pytest
 
 from mlcommons.errors import UnsafeArchive
-from workers.extract import MAX_RATIO, RATIO_SLACK, safe_extract
+from workers import extract as extraction
+from workers.extract import MAX_RATIO, RATIO_SLACK, NotStreamable, StreamExtractor
+
+WAY = {"way": "file", "fell_back": None}
+
+
+@pytest.fixture(autouse=True, params=["file", "stream"])
+def way(request):
+    WAY.update(way=request.param, fell_back=None)
+    yield request.param
+
+
+def streamed(archive: Path, dest: Path, piece: int = 7, **kw) -> list[Path]:
+    """Feed the archive to a StreamExtractor ``piece`` bytes at a time; raises what it raises."""
+    data = Path(archive).read_bytes()
+    out = StreamExtractor(dest, len(data), **kw)
+    for start in range(0, len(data), piece):
+        out.write(data[start:start + piece])
+    return out.finish()
+
+
+def safe_extract(archive: Path, dest: Path, **kw) -> list[Path]:
+    if WAY["way"] == "file":
+        return extraction.safe_extract(archive, dest, **kw)
+    try:
+        files = streamed(archive, dest, **kw)
+        WAY["fell_back"] = False
+        return files
+    except (NotStreamable, UnsafeArchive) as exc:
+        if isinstance(exc, UnsafeArchive) and "not an empty folder" in str(exc):
+            raise
+        assert_nothing_left(dest)
+        WAY["fell_back"] = exc
+        return extraction.safe_extract(archive, dest, **kw)
 
 
 def make_zip(path: Path, entries: list[tuple[str | zipfile.ZipInfo, bytes]], **kw) -> Path:
@@ -27,6 +64,7 @@ def refuse(archive: Path, dest: Path, match: str, **kw) -> UnsafeArchive:
     with pytest.raises(UnsafeArchive, match=match) as info:
         safe_extract(archive, dest, **kw)
     assert_nothing_left(dest)
+    assert WAY["way"] == "file" or WAY["fell_back"], "the stream extracted what the file refuses"
     return info.value
 
 
@@ -242,3 +280,70 @@ def test_an_archive_within_the_ratio_extracts(tmp_path):
     files = safe_extract(archive, tmp_path / "dest")
     assert [f.name for f in files] == ["vocab.txt", "model.pt"]
     assert (tmp_path / "dest" / "vocab.txt").read_bytes() == vocab
+
+
+# --- the stream itself ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("piece", [1, 5, 30, 64 * 1024, 1 << 30])
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_the_stream_extracts_what_the_file_does_whatever_the_pieces(tmp_path, piece, compression):
+    import random
+
+    rng = random.Random(piece)
+    entries = [("model.pt", rng.randbytes(200_000)), ("conf/", b""), ("conf/tokenizer.json", b'{"a": 1}' * 500),
+               ("empty.txt", b""), ("1_Pooling/config.json", b"{}")]
+    archive = make_zip(tmp_path / "m.zip", entries, compression=compression)
+    files = streamed(archive, tmp_path / "s" / "model", piece=piece)
+    expect = extraction.safe_extract(archive, tmp_path / "f" / "model")
+    assert [f.relative_to(tmp_path / "s") for f in files] == [f.relative_to(tmp_path / "f") for f in expect]
+    for f in expect:
+        assert (tmp_path / "s" / f.relative_to(tmp_path / "f")).read_bytes() == f.read_bytes()
+
+
+def test_a_model_archive_streams_without_falling_back(tmp_path, way):
+    """What our exporter writes (stored entries; tests/modelkit.py's tiny archive) needs no file."""
+    from tests.modelkit import tiny_archive
+
+    zip_path, _ = tiny_archive(tmp_path / "tiny")
+    safe_extract(zip_path, tmp_path / "out")
+    assert way == "file" or WAY["fell_back"] is False
+
+
+def test_a_central_directory_that_disagrees_with_the_entries_is_not_trusted(tmp_path):
+    """The stream reads local headers; zipfile reads the central directory. An archive whose two
+    differ (a name swapped at the end) is handed to the file extraction, not half-trusted."""
+    archive = make_zip(tmp_path / "m.zip", [("a.txt", b"a"), ("b.txt", b"b")])
+    data = bytearray(archive.read_bytes())
+    central = data.find(b"PK\x01\x02")
+    pos = data.find(b"b.txt", central)
+    data[pos:pos + 5] = b"c.txt"
+    archive.write_bytes(data)
+    with pytest.raises(NotStreamable, match="disagrees"):
+        streamed(archive, tmp_path / "dest")
+    assert_nothing_left(tmp_path / "dest")
+
+
+def test_a_data_descriptor_archive_is_not_streamed(tmp_path):
+    """Sizes after the data (written to a pipe) cannot be streamed safely: the file way takes it."""
+    import io
+
+    class Unseekable(io.RawIOBase):
+        def __init__(self):
+            self.buf = bytearray()
+
+        def writable(self):
+            return True
+
+        def write(self, b):
+            self.buf += b
+            return len(b)
+
+    sink = Unseekable()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("a.txt", b"hello" * 100)
+    archive = tmp_path / "m.zip"
+    archive.write_bytes(bytes(sink.buf))
+    with pytest.raises(NotStreamable, match="random access"):
+        streamed(archive, tmp_path / "dest")
+    assert_nothing_left(tmp_path / "dest")
+    assert (safe_extract(archive, tmp_path / "ok")[0]).read_bytes() == b"hello" * 100

@@ -85,3 +85,40 @@ def test_allocations_resize_and_every_request_is_answered(runtime, redis_url):
     assert sorted(r[0] for r in replies) == list(range(1, sent + 1))
     assert all(r[1] == dp.OK for r in replies)
     assert not list(client.scan_iter("resize:inflight:*"))
+
+
+@pytest.mark.parametrize("borrow, expect", [(True, 2), (False, 1)])
+def test_a_lone_request_borrows_the_idle_allocations_threads(runtime, redis_url, borrow, expect):
+    """Two allocations of one thread each: a request that finds the other allocation idle runs
+    its forward on both allocations' threads (mlcommons.predict.borrow_idle_threads); torch's
+    count is per thread, so the idle allocation's own setting is untouched."""
+    import msgpack
+    import torch
+
+    from mlcommons.core.serving import dataplane as dp
+
+    client = redis.Redis.from_url(redis_url)
+    keys = Keys(f"borrow{borrow}")
+    static = static_values(environ={})
+    static["mlcommons.predict.borrow_idle_threads"] = borrow
+    server = DeploymentServer(client, keys, Settings(static), "n", "d", runtime, allocations=2,
+                              threads_per_allocation=1, block_seconds=0.05)
+    seen = []
+    forward = runtime.forward
+
+    def counting(enc):
+        seen.append(torch.get_num_threads())
+        return forward(enc)
+
+    runtime.forward = counting
+    server.start()
+    reply_key = keys.replies("test")
+    try:
+        for n in range(1, 4):
+            client.rpush(keys.predict_queue("d"),
+                         msgpack.packb([n, reply_key, 0, dp.OP_TEXT_EMBEDDING, [f"lone {n}"], None]))
+            wait_for(lambda: client.llen(reply_key) == n, 30, 0.01, f"reply {n}")
+    finally:
+        server.stop()
+        del runtime.forward
+    assert seen[-3:] == [expect] * 3

@@ -79,6 +79,10 @@ class Runtime(ABC):
     def close(self) -> None:
         """Drop every reference to the weights so their memory can be freed; idempotent."""
 
+    # Whether a batch may run on more threads than its allocation's (torch's runtimes take their
+    # count from torch.set_num_threads, per thread, at each batch; onnxruntime's is fixed per session).
+    borrows_threads = True
+
     def use_threads(self, threads: int) -> None:
         """Called by each allocation thread, before it serves, with its threads per allocation
         (torch's runtimes take theirs from ``torch.set_num_threads``; onnxruntime's need a session)."""

@@ -89,6 +89,8 @@ def pool_numpy(tokens: np.ndarray, attention_mask: np.ndarray, mode: PoolingMode
 
 
 class OnnxTextEmbedding(TokenizedByFile, Runtime):
+    borrows_threads = False  # a session's intra-op threads are fixed when it is made
+
     function_name = FunctionName.TEXT_EMBEDDING
 
     def __init__(self, model_dir: Path, model_config: dict | None = None, *, device: str = "cpu"):
