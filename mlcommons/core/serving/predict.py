@@ -43,6 +43,11 @@ class Embeddings:
     vectors: np.ndarray  # float32 (n, dim)
 
 
+def _expire(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_exception(asyncio.TimeoutError())
+
+
 class PredictClient:
     def __init__(self, client: aioredis.Redis, reader: aioredis.Redis, keys: Keys,
                  queue_capacity: Callable[[], int]):
@@ -120,11 +125,16 @@ class PredictClient:
                 raise NoRoute(True)
             if admitted == -2:
                 raise TooManyRequests(QUEUE_FULL)
+            # The future itself, with a timer: the reply reader's set_result wakes this handler on
+            # the loop's next pass (asyncio.wait_for takes two, and a callback between).
+            expiry = asyncio.get_running_loop().call_later(timeout, _expire, fut)
             try:
-                reply = await asyncio.wait_for(fut, timeout)
+                reply = await fut
             except asyncio.TimeoutError:
                 raise RequestTimeout(f"Timed out after [{timeout}s] waiting for the prediction of "
                                      f"[{deployment_id}]") from None
+            finally:
+                expiry.cancel()
         finally:
             self._pending.pop(request_id, None)
         if traced:
@@ -148,7 +158,9 @@ class PredictClient:
                 if first is None:
                     continue
                 self._resolve(first[1])
-                # Drain what else arrived meanwhile in one round trip.
+                # Let the request just answered go on first, then drain what else arrived meanwhile
+                # in one round trip.
+                await asyncio.sleep(0)
                 for raw in await self.reader_client.lpop(self.reply_key, 1024) or ():
                     self._resolve(raw)
             except asyncio.CancelledError:
