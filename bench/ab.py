@@ -44,11 +44,13 @@ MINILM = {"name": "huggingface/sentence-transformers/all-MiniLM-L6-v2", "version
 class Side:
     """One checkout's stack, started for a round and stopped after it."""
 
-    def __init__(self, name: str, checkout: Path, workdir: Path, secure: bool = False, env: dict | None = None):
+    def __init__(self, name: str, checkout: Path, workdir: Path, secure: bool = False, env: dict | None = None,
+                 model_format: str = "TORCH_SCRIPT"):
         """``workdir``: this round's folder (a fresh data dir: nothing of an earlier round is
         redeployed beside the model under test). ``secure``: serve --security, Basic auth."""
         self.name, self.checkout, self.workdir = name, checkout, workdir
         self.extra_env = env or {}
+        self.model_format = model_format
         self.authorization = "Basic " + base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode() if secure else ""
 
     def __enter__(self) -> "Side":
@@ -65,7 +67,7 @@ class Side:
         api = Api(self.url, self.authorization)
         if not wait(lambda: api.call("GET", "/")[0] == 200, 120):
             raise RuntimeError(f"{self.name}: the stack did not start; see {self.log.name}")
-        task_id = api.ok("POST", f"{ML}/models/_register", MINILM)["task_id"]
+        task_id = api.ok("POST", f"{ML}/models/_register", {**MINILM, "model_format": self.model_format})["task_id"]
         task = wait(lambda: _finished(api, task_id), 300, 0.05)
         self.model_id = task["model_id"]
         deploy = api.ok("POST", f"{ML}/models/{self.model_id}/_deploy")["task_id"]
@@ -100,6 +102,8 @@ def main() -> int:
     parser.add_argument("--before", required=True, type=Path, help="the checkout to compare against")
     parser.add_argument("--after", default=ROOT, type=Path, help="the checkout under test (default: this one)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--format", default="TORCH_SCRIPT", choices=["TORCH_SCRIPT", "ONNX"],
+                        help="the model_format both sides deploy MiniLM as")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--docs", type=int, default=2000, help="documents per measurement")
     parser.add_argument("--report", default=str(ROOT / "bench" / "results" / "ab.json"))
@@ -118,7 +122,8 @@ def main() -> int:
             for name in order:
                 checkout = (args.before if name == "before" else args.after).resolve()
                 with Side(name, checkout, Path(tmp) / f"{name}-{round_no}",
-                          secure=args.after_security and name == "after", env=side_env[name]) as side:
+                          secure=args.after_security and name == "after", env=side_env[name],
+                          model_format=args.format) as side:
                     for concurrency in args.concurrency:
                         result = side.load(concurrency, args.docs)
                         runs[name].setdefault(concurrency, []).append(result)

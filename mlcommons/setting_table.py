@@ -200,9 +200,9 @@ SETTINGS: dict[str, Setting] = {
                 "Most padded tokens (documents x longest length) in one forward pass.", minimum=1),
         Setting("mlcommons.predict.borrow_idle_threads", True, bool, True,
                 "A batch runs on its allocation's threads plus those of the deployment's allocations that "
-                "are idle at that moment (torch runtimes; onnxruntime's sessions keep their own): a lone "
-                "request on an idle node gets every core the deployment has, a busy node's batches one "
-                "allocation's each."),
+                "are idle at that moment: a lone request on an idle node gets every core the deployment "
+                "has, a busy node's batches one allocation's each. One such batch runs at a time per "
+                "worker node, on a thread of its own (an onnxruntime model keeps one more session for it)."),
         Setting("mlcommons.deploy.number_of_allocations", 0, int, True,
                 "Inference allocations (parallel executors over one copy of the weights) a deployment gets "
                 "on each node; 0 = one per CPU core the node may use, divided by threads_per_allocation.",

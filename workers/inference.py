@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,25 +42,37 @@ class WideLane:
     def __init__(self):
         self._lock = threading.Lock()
         self._pool = None
+        self._made = weakref.WeakKeyDictionary()  # runtime -> the thread count its lane session got
 
-    def run(self, threads: int, fn, *args):
-        """``fn(*args)`` on the lane's thread with ``threads`` torch threads; None when the lane is busy."""
+    def _executor(self):
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="infer-wide",
+                                            initializer=torch.get_num_threads)  # torch's per-thread init
+        return self._pool
+
+    def prepare(self, runtime: Runtime, threads: int) -> None:
+        """Make ``runtime``'s session for the lane now, in the background (onnxruntime's take a
+        while to make; torch's runtimes need none), rather than on the first lone request."""
+        with self._lock:
+            self._executor().submit(self._on_threads, threads, runtime, None)
+
+    def run(self, threads: int, runtime: Runtime, fn, *args):
+        """``fn(*args)`` on the lane's thread with ``threads`` threads; None when the lane is busy."""
         if not self._lock.acquire(blocking=False):
             return None
         try:
-            if self._pool is None:
-                from concurrent.futures import ThreadPoolExecutor
-
-                self._pool = ThreadPoolExecutor(1, thread_name_prefix="infer-wide",
-                                                initializer=torch.get_num_threads)  # torch's per-thread init
-            return self._pool.submit(_on_threads, threads, fn, *args).result()
+            return self._executor().submit(self._on_threads, threads, runtime, fn, *args).result()
         finally:
             self._lock.release()
 
-
-def _on_threads(threads: int, fn, *args):
-    torch.set_num_threads(threads)
-    return fn(*args)
+    def _on_threads(self, threads: int, runtime: Runtime, fn, *args):
+        torch.set_num_threads(threads)
+        if runtime not in self._made:  # once: an onnxruntime session's thread count stays as made
+            runtime.use_threads(threads)
+            self._made[runtime] = threads
+        return fn(*args) if fn is not None else None
 
 
 WIDE = WideLane()
@@ -118,7 +131,10 @@ class DeploymentServer:
         return self._wanted
 
     def start(self) -> None:
-        """Start the allocation threads."""
+        """Start the allocation threads (and have the wide lane ready for this runtime)."""
+        if (self.runtime.borrows_threads and self._wanted > 1
+                and self.settings.get("mlcommons.predict.borrow_idle_threads")):
+            WIDE.prepare(self.runtime, self.threads_per_allocation * self._wanted)
         self.set_allocations(self._wanted)
 
     def set_allocations(self, count: int) -> None:
@@ -281,7 +297,7 @@ class DeploymentServer:
         and the wide lane is free, on the wide lane with theirs too."""
         threads = self._threads_now() if self.runtime.borrows_threads else self.threads_per_allocation
         if threads > self.threads_per_allocation:
-            out = WIDE.run(threads, self.infer, items)
+            out = WIDE.run(threads, self.runtime, self.infer, items)
             if out is not None:
                 return out
         return self.infer(items)

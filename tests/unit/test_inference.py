@@ -7,6 +7,7 @@ import redis
 
 from mlcommons.settings import Settings, static_values
 from mlcommons.store.keys import Keys
+from mlcommons.types import ModelFormat
 from tests.harness import wait_for
 from tests.modelkit import model_doc, tiny_archive
 from workers.extract import safe_extract
@@ -122,3 +123,39 @@ def test_a_lone_request_borrows_the_idle_allocations_threads(runtime, redis_url,
         server.stop()
         del runtime.forward
     assert seen[-3:] == [expect] * 3
+
+
+def test_an_onnx_model_borrows_through_a_session_of_the_lanes_own(redis_url, tmp_path):
+    """onnxruntime fixes a session's threads when it is made: the wide lane gets one session of
+    both allocations' threads, made when the deployment starts, and a lone request runs on it."""
+    import msgpack
+
+    from mlcommons.core.serving import dataplane as dp
+
+    zip_path, info = tiny_archive(tmp_path, kind="onnx")
+    safe_extract(zip_path, tmp_path / "model")
+    runtime = load_runtime(tmp_path / "model", model_doc(info, ModelFormat.ONNX))
+    client = redis.Redis.from_url(redis_url)
+    keys = Keys("borrow-onnx")
+    server = DeploymentServer(client, keys, Settings(static_values(environ={})), "n", "d", runtime, allocations=2,
+                              threads_per_allocation=1, block_seconds=0.05)
+    seen = []
+    forward = runtime.forward
+
+    def counting(enc):
+        session = getattr(runtime._local, "session", None)
+        seen.append(session.get_session_options().intra_op_num_threads if session is not None else 1)
+        return forward(enc)
+
+    runtime.forward = counting
+    server.start()
+    reply_key = keys.replies("test")
+    try:
+        for n in range(1, 4):
+            client.rpush(keys.predict_queue("d"),
+                         msgpack.packb([n, reply_key, 0, dp.OP_TEXT_EMBEDDING, [f"lone {n}"], None]))
+            wait_for(lambda: client.llen(reply_key) == n, 30, 0.01, f"reply {n}")
+    finally:
+        server.stop()
+        runtime.close()
+    assert seen[-3:] == [2, 2, 2]

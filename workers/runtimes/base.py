@@ -79,8 +79,9 @@ class Runtime(ABC):
     def close(self) -> None:
         """Drop every reference to the weights so their memory can be freed; idempotent."""
 
-    # Whether a batch may run on more threads than its allocation's (torch's runtimes take their
-    # count from torch.set_num_threads, per thread, at each batch; onnxruntime's is fixed per session).
+    # Whether a batch may run on more threads than its allocation's, on the wide lane
+    # (workers/inference.py): torch's runtimes take their count from torch.set_num_threads per
+    # batch; onnxruntime's make the lane a session of its own (use_threads), once.
     borrows_threads = True
 
     def use_threads(self, threads: int) -> None:

@@ -36,8 +36,9 @@ _SENTENCE_OUTPUTS = ("sentence_embedding", "sentence_embeddings", "pooler_output
 _TOKEN_OUTPUTS = ("token_embeddings", "last_hidden_state")
 
 
-def check_external_data(graph_path: Path, root: Path) -> None:
-    """Every external-data file the graph names must be a plain file inside ``root``."""
+def check_external_data(graph_path: Path, root: Path) -> bool:
+    """Every external-data file the graph names must be a plain file inside ``root``; returns
+    whether it names any."""
     import onnx
 
     try:
@@ -45,15 +46,18 @@ def check_external_data(graph_path: Path, root: Path) -> None:
     except Exception as exc:
         raise NodeError(f"cannot read {graph_path.name} as ONNX: {exc}") from exc
     root = root.resolve()
+    external = False
     for tensor in _tensors(model.graph):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
+        external = True
         location = next((e.value for e in tensor.external_data if e.key == "location"), "")
         target = (graph_path.parent / location).resolve()
         if (not location or Path(location).is_absolute() or ".." in Path(location).parts
                 or not target.is_relative_to(root) or (graph_path.parent / location).is_symlink()
                 or not target.is_file()):
             raise NodeError(f"the ONNX graph names external data outside the archive or missing: [{location}]")
+    return external
 
 
 def _tensors(graph):
@@ -89,7 +93,6 @@ def pool_numpy(tokens: np.ndarray, attention_mask: np.ndarray, mode: PoolingMode
 
 
 class OnnxTextEmbedding(TokenizedByFile, Runtime):
-    borrows_threads = False  # a session's intra-op threads are fixed when it is made
 
     function_name = FunctionName.TEXT_EMBEDDING
 
@@ -99,8 +102,13 @@ class OnnxTextEmbedding(TokenizedByFile, Runtime):
         self._ort = ort
         model_config = model_config or {}
         graph_path, tokenizer_path = find_model_files(Path(model_dir), ".onnx", "")
-        check_external_data(graph_path, Path(model_dir))
+        external = check_external_data(graph_path, Path(model_dir))
         self._graph_path = graph_path
+        # The node removes the extracted folder once the model is loaded, and an allocation makes
+        # its own session when it starts (use_threads), maybe much later: a graph that holds its
+        # weights is kept in memory for that (its size again); one with external data needs its
+        # folder, which the node's model cache keeps.
+        self._graph = None if external else graph_path.read_bytes()
         self.device = device
         self._pooling = parse_pooling_mode(model_config.get("pooling_mode"))
         self._normalize = str(model_config.get("normalize_result", "")).lower() == "true"
@@ -136,7 +144,8 @@ class OnnxTextEmbedding(TokenizedByFile, Runtime):
         if self.device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
         try:
-            return ort.InferenceSession(str(self._graph_path), sess_options=options, providers=providers)
+            source = self._graph if self._graph is not None else str(self._graph_path)
+            return ort.InferenceSession(source, sess_options=options, providers=providers)
         except Exception as exc:
             raise NodeError(f"onnxruntime cannot load {self._graph_path.name}: {exc}") from exc
 
@@ -168,4 +177,5 @@ class OnnxTextEmbedding(TokenizedByFile, Runtime):
     def close(self) -> None:
         self._closed = True
         self._shared = None
+        self._graph = None
         self._local = threading.local()
