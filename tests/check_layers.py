@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("mlcommons", "workers", "tasks")
 # Handlers: every module of the two dialects' HTTP layers, and the cluster endpoints.
 HANDLERS = ("mlcommons.opensearch.handlers", "mlcommons.elasticsearch.handlers", "mlcommons.api.cluster",
-            "mlcommons.api.security")
+            "mlcommons.api.security", "mlcommons.openai.handlers")
 # What a handler may not import, nor reach through an attribute.
 STORAGE_MODULES = ("mlcommons.store", "redis")
 STORAGE_ATTRIBUTES = {"docs", "blobs", "redis", "aredis", "keys", "ctx", "run", "executor"}
@@ -27,15 +27,18 @@ HANDLER_MAY_IMPORT = ("mlcommons.api.http",)
 # dialect knows the core but not the other dialect; the workers know the core's serving side only.
 _UPPER = ("mlcommons.api", "mlcommons.cluster", "mlcommons.stack", "mlcommons.cli")
 LAYERS = {
-    "mlcommons.store": ("mlcommons.core", "mlcommons.opensearch", "mlcommons.elasticsearch") + _UPPER,
-    "mlcommons.core": ("mlcommons.opensearch", "mlcommons.elasticsearch") + _UPPER,
+    "mlcommons.store": ("mlcommons.core", "mlcommons.opensearch", "mlcommons.elasticsearch", "mlcommons.openai")
+    + _UPPER,
+    "mlcommons.core": ("mlcommons.opensearch", "mlcommons.elasticsearch", "mlcommons.openai") + _UPPER,
     # Inside the core: tasks <- serving <- models <- departures (a node's run ending touches all).
     "mlcommons.core.tasks": ("mlcommons.core.serving", "mlcommons.core.models", "mlcommons.core.departures"),
     "mlcommons.core.serving": ("mlcommons.core.models", "mlcommons.core.departures"),
     "mlcommons.core.models": ("mlcommons.core.departures",),
     "mlcommons.core.remote": ("mlcommons.core.models", "mlcommons.core.departures"),
-    "mlcommons.opensearch": ("mlcommons.elasticsearch",) + _UPPER,
-    "mlcommons.elasticsearch": ("mlcommons.opensearch",) + _UPPER,
+    "mlcommons.opensearch": ("mlcommons.elasticsearch", "mlcommons.openai") + _UPPER,
+    "mlcommons.elasticsearch": ("mlcommons.opensearch", "mlcommons.openai") + _UPPER,
+    # OpenAI's embeddings go through the OpenSearch dialect's facade, handed to it by the app.
+    "mlcommons.openai": ("mlcommons.opensearch", "mlcommons.elasticsearch") + _UPPER,
     "mlcommons.cluster": ("mlcommons.opensearch", "mlcommons.api", "mlcommons.stack", "mlcommons.cli"),
     "workers": ("mlcommons.opensearch", "mlcommons.elasticsearch") + _UPPER,
     "tasks": ("mlcommons.opensearch", "mlcommons.elasticsearch") + _UPPER,

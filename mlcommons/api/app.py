@@ -12,13 +12,15 @@ from aiohttp import web
 from mlcommons.api import audit, authz, cluster, middlewares, security
 from mlcommons.api.connections import Runner
 from mlcommons.api.hosts import HostPolicy
-from mlcommons.api.http import ELASTICSEARCH, NODE_NAME, OPENSEARCH, SERVICES, WATCHER, add_routes
+from mlcommons.api.http import ELASTICSEARCH, NODE_NAME, OPENAI, OPENSEARCH, SERVICES, WATCHER, add_routes
 from mlcommons.api.services import Services
 from mlcommons.cluster import dead_nodes
 from mlcommons.cluster.watcher import Watcher
 from mlcommons.core.context import Context
 from mlcommons.elasticsearch import handlers as elasticsearch
 from mlcommons.elasticsearch.service import ElasticsearchService
+from mlcommons.openai import handlers as openai_api
+from mlcommons.openai.service import OpenAIService
 from mlcommons.opensearch import handlers as opensearch
 from mlcommons.opensearch.service import OpenSearchService
 
@@ -40,11 +42,13 @@ def create_app(ctx: Context, *, bind_host: str = "127.0.0.1", node_name: str | N
     app[SERVICES] = services
     app[OPENSEARCH] = OpenSearchService(app[SERVICES])
     app[ELASTICSEARCH] = ElasticsearchService(app[SERVICES])
+    app[OPENAI] = OpenAIService(app[SERVICES], app[OPENSEARCH])
     app[NODE_NAME] = node_name or f"{socket.gethostname()}-api"
     add_routes(app, cluster.ROUTES)
     add_routes(app, security.ROUTES)
     opensearch.setup(app)
     elasticsearch.setup(app)
+    add_routes(app, openai_api.ROUTES)
 
     async def on_startup(app: web.Application) -> None:
         await app[SERVICES].start()

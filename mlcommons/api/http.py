@@ -9,10 +9,11 @@ from aiohttp import web
 from mlcommons.errors import BadRequest, MLError, ParseError
 
 # What the application holds, by typed key: the facade's shared part (api/services.py), the two
-# dialects' facades, the API process's node name and its cluster watcher.
+# dialects' facades (and OpenAI's), the API process's node name and its cluster watcher.
 SERVICES: web.AppKey[Any] = web.AppKey("svc")
 OPENSEARCH: web.AppKey[Any] = web.AppKey("opensearch")
 ELASTICSEARCH: web.AppKey[Any] = web.AppKey("elasticsearch")
+OPENAI: web.AppKey[Any] = web.AppKey("openai")
 NODE_NAME: web.AppKey[str] = web.AppKey("node_name", str)
 WATCHER: web.AppKey[Any] = web.AppKey("watcher")
 

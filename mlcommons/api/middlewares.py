@@ -10,12 +10,21 @@ from mlcommons.api.hosts import SAFE_METHODS, HostPolicy
 from mlcommons.api.http import respond
 from mlcommons.core.serving import timing
 from mlcommons.errors import Forbidden, MLError, TooManyRequests, Unauthenticated
+from mlcommons.openai.handlers import PREFIX as OPENAI_PREFIX
+from mlcommons.openai.handlers import error_body as openai_error
 
 log = logging.getLogger(__name__)
 
 
-def _error(status: int, error_type: str, reason: str) -> web.Response:
-    return respond(MLError(reason, status=status, error_type=error_type).body(), status)
+def _body(request: web.Request, exc: MLError) -> dict:
+    """The dialect's error body: OpenAI's under /v1/, Elasticsearch's and OpenSearch's elsewhere."""
+    if request.path.startswith(OPENAI_PREFIX):
+        return openai_error(exc.status, exc.reason)
+    return exc.body()
+
+
+def _error(request: web.Request, status: int, error_type: str, reason: str) -> web.Response:
+    return respond(_body(request, MLError(reason, status=status, error_type=error_type)), status)
 
 
 @web.middleware
@@ -28,22 +37,24 @@ async def errors(request: web.Request, handler) -> web.StreamResponse:
             headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
         elif isinstance(exc, Unauthenticated):
             headers = {"WWW-Authenticate": ", ".join(Unauthenticated.CHALLENGE)}
-        return respond(exc.body(), exc.status, headers)
+        return respond(_body(request, exc), exc.status, headers)
     except web.HTTPNotFound:
-        return _error(400, "illegal_argument_exception",
+        if request.path.startswith(OPENAI_PREFIX):
+            return _error(request, 404, "", f"Unknown request URL: {request.method} {request.path[:200]}")
+        return _error(request, 400, "illegal_argument_exception",
                       f"no handler found for uri [{request.path_qs}] and method [{request.method}]")
     except web.HTTPMethodNotAllowed as exc:
         allowed = ",".join(sorted(exc.allowed_methods))
-        return _error(405, "illegal_argument_exception",
+        return _error(request, 405, "illegal_argument_exception",
                       f"Incorrect HTTP method for uri [{request.path_qs}] and method [{request.method}], "
                       f"allowed: [{allowed}]")
     except web.HTTPRequestEntityTooLarge as exc:
-        return _error(413, "status_exception", f"request body is too large: {exc.text}")
+        return _error(request, 413, "status_exception", f"request body is too large: {exc.text}")
     except web.HTTPException:
         raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return _error(500, "exception", "internal error; see the API log")
+        return _error(request, 500, "exception", "internal error; see the API log")
 
 
 def host_and_origin(hosts: HostPolicy):

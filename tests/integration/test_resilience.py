@@ -113,15 +113,29 @@ def test_worker_killed_during_a_prediction_batch_others_serve(make_cluster, tiny
     c = make_cluster(node_env={"node-a": SLOW_BATCH})
     model_id = register(c, zip_path, info)
     assert c.wait_task(start_deploy(c, model_id))["state"] == "COMPLETED"
+    import threading
+
+    stop = threading.Event()
+
+    def keep_predicting() -> list:
+        # Rounds of requests until node-a holds some: node-b alone may answer a first round
+        # before node-a's allocations wait on the queue.
+        replies = []
+        while not stop.is_set():
+            replies += _predict_many(c, model_id, 8)
+        return replies
+
     with ThreadPoolExecutor(1) as pool:
-        started = time.monotonic()
-        future = pool.submit(_predict_many, c, model_id, 16)
+        future = pool.submit(keep_predicting)
         wait_for(lambda: in_flight(c, "node-a", model_id) > 0, 30, 0.005, "node-a to take requests")
         c.kill_worker("node-a")
+        killed = time.monotonic()
+        stop.set()
         replies = future.result(timeout=60)
     # Every request is answered, by node-b, well before the 30 s prediction deadline.
-    assert [r.status for r in replies] == [200] * 16, [r.body for r in replies if r.status != 200]
-    assert time.monotonic() - started < 15
+    assert replies and [r.status for r in replies] == [200] * len(replies), \
+        [r.body for r in replies if r.status != 200]
+    assert time.monotonic() - killed < 15
     wait_state(c, model_id, "PARTIALLY_DEPLOYED")
     c.assert_worker_lists_true(model_id)
 

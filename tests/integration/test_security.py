@@ -68,15 +68,18 @@ def test_every_route_answers_what_the_role_table_says(secure):
         for name, (headers, allowed) in who.items():
             body = None if method in ("GET", "DELETE") else {}
             resp = Client(base, headers).request(method, concrete(path), body)
+            # OpenAI's routes answer in OpenAI's error shape (mlcommons/openai/handlers.py)
+            openai = path.startswith("/v1/")
             if not allowed:
                 expected = "401"
                 ok = resp.status == 401 and "WWW-Authenticate" in resp.headers \
-                    and resp.body["error"]["type"] == "security_exception"
+                    and resp.body["error"]["type"] == ("authentication_error" if openai else "security_exception")
             elif action in allowed:
                 expected, ok = "neither 401 nor 403", resp.status not in (401, 403)
             else:
                 expected = "403"
-                ok = resp.status == 403 and resp.body["error"]["type"] == "security_exception"
+                ok = resp.status == 403 and resp.body["error"]["type"] == (
+                    "permission_error" if openai else "security_exception")
             if not ok:
                 wrong.append(f"{method} {path} as {name}: {resp.status} (expected {expected}) {str(resp.body)[:200]}")
     assert not wrong, "\n".join(wrong)
@@ -271,3 +274,15 @@ def test_model_and_connector_access_control_across_two_teams(secure):
     assert admin.put("/_cluster/settings", {"persistent": {
         "plugins.ml_commons.model_access_control_enabled": None,
         "plugins.ml_commons.connector_access_control_enabled": None}}).status == 200
+
+
+def test_openai_clients_authenticate_with_an_api_key_as_bearer(secure):
+    """The OpenAI SDK sends its api_key as ``Bearer``: an API key's encoded form works there."""
+    openai = pytest.importorskip("openai")
+    full = Client(secure.api.base, basic("full", "full-password"))
+    key = full.post("/_security/api_key", {"name": "openai-sdk"}).body
+    good = openai.OpenAI(base_url=f"{secure.api.base}/v1", api_key=key["encoded"], max_retries=0)
+    assert good.models.list().object == "list"
+    bad = openai.OpenAI(base_url=f"{secure.api.base}/v1", api_key="bm90OmEta2V5", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        bad.models.list()

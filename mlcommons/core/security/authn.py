@@ -34,11 +34,15 @@ def missing(path: str) -> Unauthenticated:
 
 
 def parse(header: str) -> tuple[str, str, str]:
-    """("basic", user, password) or ("apikey", id, secret); 401 for anything else."""
+    """("basic", user, password) or ("apikey", id, secret); 401 for anything else. ``Bearer``
+    carries an API key as ``ApiKey`` does (base64 of id:secret): it is what OpenAI's clients send
+    (their ``api_key``) to /v1/embeddings."""
     scheme, _, value = header.strip().partition(" ")
     scheme = scheme.lower()
+    if scheme == "bearer":
+        scheme = "apikey"
     if scheme not in ("basic", "apikey") or len(header) > MAX_HEADER:
-        raise Unauthenticated("unsupported authorization scheme: use Basic or ApiKey")
+        raise Unauthenticated("unsupported authorization scheme: use Basic, ApiKey or Bearer (an API key)")
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode()
     except (binascii.Error, UnicodeDecodeError):
