@@ -15,6 +15,7 @@ from mlcommons.errors import BadRequest, Forbidden, NotFound
 from mlcommons.types import FunctionName
 
 NAMES_TTL = 1.0  # seconds a name -> ids table is reused
+MISS_MAX_AGE = 0.1  # a name not in the table is looked for in one at most this old
 
 
 def read_names(ctx) -> tuple[dict[str, list[str]], dict[str, int]]:
@@ -40,12 +41,12 @@ class OpenAIService:
         self._at = 0.0
         self._shared: tuple[dict, dict] = ({}, {})
 
-    async def _names(self) -> tuple[dict[str, list[str]], dict[str, int]]:
-        """:func:`read_names`, reused for a second when it is the same for everyone (model access
-        control off), read for each request otherwise."""
+    async def _names(self, max_age: float = NAMES_TTL) -> tuple[dict[str, list[str]], dict[str, int]]:
+        """:func:`read_names`, reused up to ``max_age`` seconds when it is the same for everyone
+        (model access control off), read for each request otherwise."""
         if access.models_on(self._svc.ctx) and access.current() is not None:
             return await self._svc.run(read_names, self._svc.ctx)
-        if time.monotonic() - self._at >= NAMES_TTL:
+        if time.monotonic() - self._at >= max_age:
             self._shared = await self._svc.run(read_names, self._svc.ctx)
             self._at = time.monotonic()
         return self._shared
@@ -58,6 +59,8 @@ class OpenAIService:
         except NotFound:
             pass
         table, _ = await self._names()
+        if name not in table:  # a model registered a moment ago: read again (at most ten times a second)
+            table, _ = await self._names(MISS_MAX_AGE)
         ids = table.get(name, [])
         if len(ids) == 1:
             return ids[0]

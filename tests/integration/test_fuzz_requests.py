@@ -146,7 +146,9 @@ def check(status: int, raw: bytes, what: str) -> None:
         if status >= 400:
             error = body.get("error")
             assert error, f"{what}: no error body: {raw[:300]!r}"
-            if isinstance(error, dict):
+            if isinstance(error, dict) and " /v1/" in f" {what}":  # OpenAI's shape
+                assert error.get("type") and error.get("message") is not None, f"{what}: {raw[:300]!r}"
+            elif isinstance(error, dict):
                 assert error.get("type") and error.get("reason") is not None, f"{what}: {raw[:300]!r}"
 
 

@@ -88,27 +88,19 @@ def test_allocations_resize_and_every_request_is_answered(runtime, redis_url):
     assert not list(client.scan_iter("resize:inflight:*"))
 
 
-@pytest.mark.parametrize("borrow, expect", [(True, 2), (False, 1)])
-def test_a_lone_request_borrows_the_idle_allocations_threads(runtime, redis_url, borrow, expect):
-    """Two allocations of one thread each: a request that finds the other allocation idle runs
-    its forward on both allocations' threads (mlcommons.predict.borrow_idle_threads); torch's
-    count is per thread, so the idle allocation's own setting is untouched."""
+def threads_of_lone_requests(server: DeploymentServer, client, keys: Keys, threads_now) -> list:
+    """Start ``server``, send it three one-document requests one after another, and return what
+    ``threads_now()`` said in each of its forward passes (calibration's first)."""
     import msgpack
-    import torch
 
     from mlcommons.core.serving import dataplane as dp
 
-    client = redis.Redis.from_url(redis_url)
-    keys = Keys(f"borrow{borrow}")
-    static = static_values(environ={})
-    static["mlcommons.predict.borrow_idle_threads"] = borrow
-    server = DeploymentServer(client, keys, Settings(static), "n", "d", runtime, allocations=2,
-                              threads_per_allocation=1, block_seconds=0.05)
+    runtime = server.runtime
     seen = []
     forward = runtime.forward
 
     def counting(enc):
-        seen.append(torch.get_num_threads())
+        seen.append(threads_now())
         return forward(enc)
 
     runtime.forward = counting
@@ -122,16 +114,28 @@ def test_a_lone_request_borrows_the_idle_allocations_threads(runtime, redis_url,
     finally:
         server.stop()
         del runtime.forward
-    assert seen[-3:] == [expect] * 3
+    return seen
+
+
+@pytest.mark.parametrize("borrow, expect", [(True, 2), (False, 1)])
+def test_a_lone_request_borrows_the_idle_allocations_threads(runtime, redis_url, borrow, expect):
+    """Two allocations of one thread each: a request that finds the other allocation idle runs
+    its forward on both allocations' threads (mlcommons.predict.borrow_idle_threads); torch's
+    count is per thread, so the idle allocation's own setting is untouched."""
+    import torch
+
+    client = redis.Redis.from_url(redis_url)
+    keys = Keys(f"borrow{borrow}")
+    static = static_values(environ={})
+    static["mlcommons.predict.borrow_idle_threads"] = borrow
+    server = DeploymentServer(client, keys, Settings(static), "n", "d", runtime, allocations=2,
+                              threads_per_allocation=1, block_seconds=0.05)
+    assert threads_of_lone_requests(server, client, keys, torch.get_num_threads)[-3:] == [expect] * 3
 
 
 def test_an_onnx_model_borrows_through_a_session_of_the_lanes_own(redis_url, tmp_path):
     """onnxruntime fixes a session's threads when it is made: the wide lane gets one session of
     both allocations' threads, made when the deployment starts, and a lone request runs on it."""
-    import msgpack
-
-    from mlcommons.core.serving import dataplane as dp
-
     zip_path, info = tiny_archive(tmp_path, kind="onnx")
     safe_extract(zip_path, tmp_path / "model")
     runtime = load_runtime(tmp_path / "model", model_doc(info, ModelFormat.ONNX))
@@ -139,23 +143,12 @@ def test_an_onnx_model_borrows_through_a_session_of_the_lanes_own(redis_url, tmp
     keys = Keys("borrow-onnx")
     server = DeploymentServer(client, keys, Settings(static_values(environ={})), "n", "d", runtime, allocations=2,
                               threads_per_allocation=1, block_seconds=0.05)
-    seen = []
-    forward = runtime.forward
 
-    def counting(enc):
+    def session_threads():
         session = getattr(runtime._local, "session", None)
-        seen.append(session.get_session_options().intra_op_num_threads if session is not None else 1)
-        return forward(enc)
+        return session.get_session_options().intra_op_num_threads if session is not None else 1
 
-    runtime.forward = counting
-    server.start()
-    reply_key = keys.replies("test")
     try:
-        for n in range(1, 4):
-            client.rpush(keys.predict_queue("d"),
-                         msgpack.packb([n, reply_key, 0, dp.OP_TEXT_EMBEDDING, [f"lone {n}"], None]))
-            wait_for(lambda: client.llen(reply_key) == n, 30, 0.01, f"reply {n}")
+        assert threads_of_lone_requests(server, client, keys, session_threads)[-3:] == [2, 2, 2]
     finally:
-        server.stop()
         runtime.close()
-    assert seen[-3:] == [2, 2, 2]
