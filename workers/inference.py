@@ -28,6 +28,7 @@ from workers.runtimes import Runtime
 
 log = logging.getLogger(__name__)
 
+
 class WideLane:
     """The one thread of the process that runs forwards on borrowed threads.
 
