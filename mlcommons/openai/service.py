@@ -51,11 +51,11 @@ class OpenAIService:
             self._at = time.monotonic()
         return self._shared
 
-    async def resolve(self, name: str) -> str:
-        """A model id for ``name``: the id itself, or the one text-embedding model of that name."""
+    async def _resolve(self, name: str) -> tuple[str, dict[str, Any]]:
+        """The model ``name`` names (its id, or the one text-embedding model of that name), with
+        the prediction path's cached facts about it."""
         try:
-            await self._os.model_info(name)
-            return name
+            return name, await self._os.model_info(name)
         except NotFound:
             pass
         table, _ = await self._names()
@@ -63,7 +63,7 @@ class OpenAIService:
             table, _ = await self._names(MISS_MAX_AGE)
         ids = table.get(name, [])
         if len(ids) == 1:
-            return ids[0]
+            return ids[0], await self._os.model_info(ids[0])
         if ids:
             raise BadRequest(f"The model name [{name}] is shared by models {sorted(ids)}; name one by its id")
         raise NotFound(f"The model [{name}] does not exist: no model has that id, and no text embedding model "
@@ -71,8 +71,7 @@ class OpenAIService:
 
     async def embed(self, name: str, texts: list[str]) -> np.ndarray:
         """The embeddings of ``texts`` by the model ``name`` names, as ``_predict`` computes them."""
-        model_id = await self.resolve(name)
-        info = await self._os.model_info(model_id)
+        model_id, info = await self._resolve(name)
         if info["is_enabled"] is False:
             raise Forbidden("Model is disabled.")
         if info["algorithm"] != FunctionName.TEXT_EMBEDDING.value:
@@ -85,7 +84,7 @@ class OpenAIService:
         return created
 
     async def model(self, name: str) -> tuple[str, int]:
-        model_id = await self.resolve(name)
+        model_id, _ = await self._resolve(name)
         await self._os.model(model_id)  # 403 for a model the caller may not use
         _, created = await self._names()
         return model_id, created.get(model_id, 0)
