@@ -316,7 +316,11 @@ def auto_deploy(ctx: Context, model_id: str) -> str:
     targets = None
     if wants_redeploy(model):
         # It was served and lost its nodes (a restart): bring back its plan, not every live node.
-        targets = missing_nodes(model, nodes.eligible_nodes(ctx))
+        live = nodes.eligible_nodes(ctx)
+        planned = set(model.get("planning_worker_nodes") or [])
+        # Its planned nodes that lack it; or, when none lacks it (a concurrent first predict saw
+        # it held meanwhile), its planned live nodes, which the deploy joins or serves at once.
+        targets = missing_nodes(model, live) or [n for n in live if model.get("deploy_to_all_nodes") or n in planned]
         if not targets:
             raise ServiceUnavailable(f"Model [{model_id}] is not deployed and none of its planned nodes is live")
     try:
