@@ -8,6 +8,8 @@ import stat
 import subprocess
 from pathlib import Path
 
+import numpy as np
+
 from mlcommons.stack.procutil import free_port, pid_alive
 from tests.harness import ROOT, Client, child_env, wait_for, wait_http
 
@@ -59,6 +61,7 @@ def test_serve_deploy_predict_and_stop_cleanly(tmp_path):
         body = api.post(f"{ML}/_predict/text_embedding/{model_id}", {"text_docs": ["hello world"]}).body
         tensor = body["inference_results"][0]["output"][0]
         assert tensor["name"] == "sentence_embedding" and tensor["shape"] == [384] and len(tensor["data"]) == 384
+        quickstart_in_the_other_dialects(api, model_id, tensor["data"])
 
         node = task["worker_node"][0]
         jobs = Client(f"http://127.0.0.1:{dashboard}").get(f"/0/data/jobs/mlc.node.{node}/finished/20/asc/1.json")
@@ -99,6 +102,24 @@ def test_serve_deploy_predict_and_stop_cleanly(tmp_path):
     assert not [pid for pid in tree if pid_alive(pid) and not _zombie(pid)]
     output = (tmp_path / "serve.log").read_text()
     assert "stopped" in output and f"http://127.0.0.1:{port}" in output
+
+
+def quickstart_in_the_other_dialects(api: Client, model_id: str, expected: list[float]) -> None:
+    """The README quickstart's Elasticsearch and OpenAI steps, on the model its OpenSearch steps
+    deployed: the same vector for "hello world" from each."""
+    infer = api.post(f"/_ml/trained_models/{model_id}/_infer", {"docs": [{"text_field": "hello world"}]})
+    assert infer.status == 200, infer.body
+    assert np.allclose(infer.body["inference_results"][0]["predicted_value"], expected, atol=1e-5)
+    endpoint = api.put("/_inference/text_embedding/minilm", {
+        "service": "elasticsearch", "service_settings": {"model_id": model_id, "num_allocations": 1, "num_threads": 1}})
+    assert endpoint.status == 200, endpoint.body
+    embedded = api.post("/_inference/text_embedding/minilm", {"input": ["hello world"]})
+    assert np.allclose(embedded.body["text_embedding"][0]["embedding"], expected, atol=1e-5), embedded.body
+    assert api.delete("/_inference/minilm").body == {"acknowledged": True, "pipelines": []}
+    openai = api.post("/v1/embeddings", {"model": "huggingface/sentence-transformers/all-MiniLM-L6-v2",
+                                         "input": ["hello world"]})
+    assert openai.status == 200, openai.body
+    assert np.allclose(openai.body["data"][0]["embedding"], expected, atol=1e-5)
 
 
 def _zombie(pid: int) -> bool:
