@@ -149,6 +149,14 @@ SETTINGS: dict[str, Setting] = {
                 "localhost, 127.0.0.1 and [::1] (any port) when bound to a loopback address, and also any "
                 "IP literal and this machine's host name when bound to another address. Other Host headers "
                 "get 421, against DNS rebinding. * accepts any Host (behind a proxy that checks it)."),
+        Setting("mlcommons.log.format", "text", str, False,
+                "How serve, api and worker write their log lines: text, or json (one JSON object per line: "
+                "time, level, logger, message, and opaque_id and node when known). The --log-format flag "
+                "wins over it; serve passes its choice to the processes it starts."),
+        Setting("mlcommons.log.slow_request_seconds", 5.0, float, True,
+                "The API logs a request that took at least this many seconds to answer (method, route, "
+                "status, time and its X-Opaque-Id), as Elasticsearch's slow logs do. 0 logs every request "
+                "(an access log); a negative value logs none.", minimum=-1),
         Setting("mlcommons.model_store.chunk_size", 10_000_000, int, False,
                 "Size in bytes of the chunks a registered model archive is split into.", minimum=1024),
         Setting("mlcommons.model_store.max_model_size", 4 * 2**30 - 1, int, True,

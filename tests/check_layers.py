@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("mlcommons", "workers", "tasks")
 # Handlers: every module of the two dialects' HTTP layers, and the cluster endpoints.
 HANDLERS = ("mlcommons.opensearch.handlers", "mlcommons.elasticsearch.handlers", "mlcommons.api.cluster",
-            "mlcommons.api.security", "mlcommons.openai.handlers")
+            "mlcommons.api.security", "mlcommons.openai.handlers", "mlcommons.ui",
+            "mlcommons.openapi.handlers", "mlcommons.metrics.handlers")
 # What a handler may not import, nor reach through an attribute.
 STORAGE_MODULES = ("mlcommons.store", "redis")
 STORAGE_ATTRIBUTES = {"docs", "blobs", "redis", "aredis", "keys", "ctx", "run", "executor"}
@@ -39,7 +40,16 @@ LAYERS = {
     "mlcommons.elasticsearch": ("mlcommons.opensearch", "mlcommons.openai") + _UPPER,
     # OpenAI's embeddings go through the OpenSearch dialect's facade, handed to it by the app.
     "mlcommons.openai": ("mlcommons.opensearch", "mlcommons.elasticsearch") + _UPPER,
+    # The API's description is data: it may read the dialects' constants, never the layers above.
+    "mlcommons.openapi": _UPPER,
+    # Metrics read the core's documents and the nodes' heartbeats; the core and the workers use
+    # only its leaves (context, counters, buckets), which import nothing of ours.
+    "mlcommons.metrics": ("mlcommons.opensearch", "mlcommons.elasticsearch", "mlcommons.openai") + _UPPER,
     "mlcommons.cluster": ("mlcommons.opensearch", "mlcommons.api", "mlcommons.stack", "mlcommons.cli"),
+    # The command's client verbs speak HTTP to a server: none of the server's own layers (they may
+    # package a model folder with the workers' exporter).
+    "mlcommons.client": ("mlcommons.store", "mlcommons.core", "mlcommons.opensearch", "mlcommons.elasticsearch",
+                         "mlcommons.openai", "mlcommons.cluster", "redis") + _UPPER,
     "workers": ("mlcommons.opensearch", "mlcommons.elasticsearch") + _UPPER,
     "tasks": ("mlcommons.opensearch", "mlcommons.elasticsearch") + _UPPER,
 }

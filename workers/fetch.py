@@ -5,6 +5,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -13,6 +14,19 @@ from mlcommons.store.modelstore import Digest, ModelStore, read_chunks
 from workers.extract import NotStreamable, StreamExtractor, safe_extract
 
 log = logging.getLogger(__name__)
+
+_bytes_read = 0  # model chunk bytes this process read out of Redis (mlcommons_model_chunk_bytes_read_total)
+_bytes_lock = threading.Lock()
+
+
+def chunk_bytes_read() -> int:
+    return _bytes_read
+
+
+def _count(size: int) -> None:
+    global _bytes_read
+    with _bytes_lock:
+        _bytes_read += size
 
 
 def fetch_and_extract(store: ModelStore, model_id: str, model: dict, work_dir: Path,
@@ -48,9 +62,11 @@ def fetch_and_extract(store: ModelStore, model_id: str, model: dict, work_dir: P
 
 def _read(store: ModelStore, model_id: str, total: int, out, on_chunk) -> Digest:
     try:
-        return read_chunks(store, model_id, total, out, on_chunk=on_chunk)
+        digest = read_chunks(store, model_id, total, out, on_chunk=on_chunk)
     except KeyError as exc:
         raise ModelContentChanged(str(exc.args[0])) from None
+    _count(digest.size)
+    return digest
 
 
 def _check(model: dict, digest: Digest) -> None:
@@ -93,6 +109,7 @@ def fetch_definition(store: ModelStore, model_id: str, model: dict, work_dir: Pa
                 digest = read_chunks(store, model_id, total, out, on_chunk=on_chunk)
             except KeyError as exc:
                 raise ModelContentChanged(str(exc.args[0])) from None
+            _count(digest.size)
         if digest.size != int(model.get("model_content_size_in_bytes") or -1):
             raise ModelContentChanged(f"read {digest.size} bytes, recorded {model.get('model_content_size_in_bytes')}")
         if digest.sha256 != (model.get("model_content_hash_value") or "").lower():

@@ -21,6 +21,7 @@ import torch
 from mlcommons import failpoints
 from mlcommons.core.serving import dataplane as dp
 from mlcommons.core.serving import timing
+from mlcommons.metrics import buckets
 from mlcommons.settings import Settings
 from mlcommons.store.keys import Keys
 from workers import batching
@@ -93,6 +94,10 @@ class Counters:
     batches: int = 0
     inference_ms_total: float = 0.0
     last_access_ms: int = 0
+    # fixed buckets (mlcommons/metrics/buckets.py), for GET /_prometheus/metrics
+    batch_size: buckets.Histogram = field(default_factory=lambda: buckets.Histogram(buckets.BATCH_SIZE))
+    inference_seconds: buckets.Histogram = field(
+        default_factory=lambda: buckets.Histogram(buckets.INFERENCE_SECONDS))
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def snapshot(self) -> dict:
@@ -100,7 +105,8 @@ class Counters:
             return {"inference_count": self.inference_count, "error_count": self.error_count,
                     "timeout_count": self.timeout_count, "batches": self.batches,
                     "inference_ms_total": round(self.inference_ms_total, 3),
-                    "last_access_ms": self.last_access_ms}
+                    "last_access_ms": self.last_access_ms,
+                    "batch_size": self.batch_size.snapshot(), "inference_seconds": self.inference_seconds.snapshot()}
 
 
 class DeploymentServer:
@@ -292,6 +298,8 @@ class DeploymentServer:
             self.counters.batches += 1
             self.counters.inference_ms_total += elapsed_ms
             self.counters.last_access_ms = now
+            self.counters.batch_size.observe(len(items))
+            self.counters.inference_seconds.observe(elapsed_ms / 1000)
 
     def _forward(self, items: list) -> np.ndarray:
         """``infer(items)`` on this allocation's threads, or, when idle allocations lend theirs

@@ -41,7 +41,7 @@ from mlcommons.errors import MLError, NodeError
 from mlcommons.ids import new_id, new_node_id, now_ms
 from mlcommons.store import keys as K
 from mlcommons.types import FunctionName
-from workers.fetch import fetch_and_extract, fetch_definition
+from workers.fetch import chunk_bytes_read, fetch_and_extract, fetch_definition
 from workers.inference import DeploymentServer
 from workers.modelcache import ModelCache
 from workers.remote import RemoteServer
@@ -199,12 +199,22 @@ class WorkerNode:
                           **h.server.counters.snapshot()} for m, h in self.hosted.items()}
         return {"name": self.name, "roles": [nodes.ML_ROLE], "host": socket.gethostname(), "pid": os.getpid(),
                 "device": self.device, "started_at": self.started_at, "models": models,
-                "memory": memory_info()}
+                "memory": memory_info(), "chunk_bytes_read": chunk_bytes_read()}
 
     def _heartbeat_once(self) -> None:
         if not nodes.heartbeat(self.ctx, self.node_id, self.boot_id, self.info(),
                                self.ctx.settings.get("mlcommons.node.heartbeat_expiry_seconds")):
             self._start_again()
+
+    def _announce(self) -> None:
+        """A heartbeat now, off the loop's clock, after a change of what this node holds: the
+        profile is built from heartbeats, and ML Commons' profile (which asks the nodes) shows a
+        deploy or an undeploy as soon as it is answered. Fencing is left to the loop."""
+        try:
+            nodes.heartbeat(self.ctx, self.node_id, self.boot_id, self.info(),
+                            self.ctx.settings.get("mlcommons.node.heartbeat_expiry_seconds"))
+        except Exception as exc:  # Redis away for a moment: the loop's next beat carries it
+            log.warning("heartbeat after a change failed: %s", exc)
 
     def _start_again(self) -> None:
         """Fencing: the cluster declared this run gone while it could not reach Redis (a network
@@ -285,6 +295,7 @@ class WorkerNode:
             if isinstance(exc, DeployCancelled):
                 return {"node": self.node_id, "result": message}
             raise
+        self._announce()
         deploys.report_deploy(self.ctx, task_id, model_id, self.node_id, "", holds_model=True)
         return {"node": self.node_id, "result": result}
 
@@ -402,6 +413,7 @@ class WorkerNode:
             else:
                 stats[model_id] = "not_found"
         if dropped:
+            self._announce()
             undeploys.report(self.ctx, self.node_id, dropped)
             for model_id in dropped:
                 if self.ctx.redis.hget(self.ctx.keys.route(model_id), "workers") in (b"0", None):

@@ -19,10 +19,15 @@ from mlcommons.cluster.watcher import Watcher
 from mlcommons.core.context import Context
 from mlcommons.elasticsearch import handlers as elasticsearch
 from mlcommons.elasticsearch.service import ElasticsearchService
+from mlcommons.metrics import handlers as metrics_api
+from mlcommons.metrics import logs
+from mlcommons.metrics.service import MetricsService
 from mlcommons.openai import handlers as openai_api
 from mlcommons.openai.service import OpenAIService
+from mlcommons.openapi import handlers as openapi_description
 from mlcommons.opensearch import handlers as opensearch
 from mlcommons.opensearch.service import OpenSearchService
+from mlcommons.ui import handlers as ui
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +37,9 @@ def create_app(ctx: Context, *, bind_host: str = "127.0.0.1", node_name: str | N
     """The API; ``bind_host`` (the address it listens on) decides which Host names it answers."""
     hosts = HostPolicy(bind_host, ctx.settings.get("mlcommons.http.allowed_hosts"))
     services = Services(ctx)
-    chain = [middlewares.errors, middlewares.host_and_origin(hosts)]
+    metrics = MetricsService(services)
+    chain = [middlewares.observe(metrics.recorder, ctx.settings), middlewares.errors,
+             middlewares.host_and_origin(hosts)]
     if ctx.settings.get("mlcommons.predict.trace_timings"):
         chain.append(middlewares.timings)
     if ctx.settings.get("mlcommons.security.enabled"):
@@ -40,6 +47,7 @@ def create_app(ctx: Context, *, bind_host: str = "127.0.0.1", node_name: str | N
         chain.append(authz.middleware(services, authz.CredentialCache()))
     app = web.Application(middlewares=chain, client_max_size=ctx.settings.get("mlcommons.http.max_content_length"))
     app[SERVICES] = services
+    app[metrics_api.METRICS] = metrics
     app[OPENSEARCH] = OpenSearchService(app[SERVICES])
     app[ELASTICSEARCH] = ElasticsearchService(app[SERVICES])
     app[OPENAI] = OpenAIService(app[SERVICES], app[OPENSEARCH])
@@ -49,9 +57,13 @@ def create_app(ctx: Context, *, bind_host: str = "127.0.0.1", node_name: str | N
     opensearch.setup(app)
     elasticsearch.setup(app)
     add_routes(app, openai_api.ROUTES)
+    add_routes(app, metrics_api.ROUTES)
+    add_routes(app, openapi_description.ROUTES)
+    add_routes(app, ui.ROUTES)
 
     async def on_startup(app: web.Application) -> None:
         await app[SERVICES].start()
+        await app[metrics_api.METRICS].start()
         # Before the port opens: nodes with no live heartbeat are gone, so that nothing this
         # process reports claims them (the watcher would see it too, a round later).
         await app[SERVICES].run(dead_nodes.step, app[SERVICES].ctx)
@@ -64,6 +76,7 @@ def create_app(ctx: Context, *, bind_host: str = "127.0.0.1", node_name: str | N
         if WATCHER in app:
             await asyncio.get_running_loop().run_in_executor(None, app[WATCHER].stop)
             app[WATCHER].ctx.close()
+        await app[metrics_api.METRICS].close()  # its last flush, while Redis is still reachable
         await app[SERVICES].close()
 
     app.on_startup.append(on_startup)
@@ -76,6 +89,7 @@ async def serve(ctx: Context, host: str, port: int, *, ready: asyncio.Event | No
                 on_listening: Callable[[], None] | None = None) -> None:
     """Run the API until ``stop`` is set (or SIGINT/SIGTERM when no event is given)."""
     app = create_app(ctx, bind_host=host)
+    logs.set_node(app[NODE_NAME])  # in this process's JSON log lines
     runner = Runner(app, access_log=None, handle_signals=False,
                     keepalive_timeout=ctx.settings.get("mlcommons.http.keepalive_timeout_seconds"),
                     read_timeout=ctx.settings.get("mlcommons.http.read_timeout_seconds"))

@@ -32,6 +32,7 @@ ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("GET", "/_nodes"): R.CLUSTER_READ,
     ("GET", "/_cluster/health"): R.CLUSTER_READ,
     ("GET", "/_cluster/settings"): R.ADMIN,
+    ("GET", "/_prometheus/metrics"): R.ML_READ,  # per-model stats, as _stats and profile
     ("PUT", "/_cluster/settings"): R.ADMIN,
     # ML Commons
     ("POST", f"{ML}/connectors/_create"): R.ML_WRITE,
@@ -111,6 +112,13 @@ ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("PUT", "/_security/user/{name}"): R.ADMIN,
     ("POST", "/_security/user/{name}"): R.ADMIN,
     ("DELETE", "/_security/user/{name}"): R.ADMIN,
+    # the API's description says what routes exist, nothing of what the cluster holds: public, as
+    # the pages that describe the dialects are
+    ("GET", f"{ML}/openapi.json"): R.PUBLIC,
+    # the models page (mlcommons/ui/): no data in it, but signing in there is where the browser
+    # asks for credentials; its reads and deploys are then authorized route by route
+    ("GET", "/ui"): R.CLUSTER_READ,
+    ("GET", "/ui/{file}"): R.CLUSTER_READ,
 }
 # Which privileges grant an action, for Elasticsearch's words in a 403.
 GRANTED_BY = {action: sorted(p for p, acts in R.PRIVILEGES.items() if action in acts) for action in R.ACTIONS}

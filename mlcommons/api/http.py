@@ -1,7 +1,7 @@
 """Small helpers every handler uses: JSON in and out, query parameters, route registration."""
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
 
 import orjson
 from aiohttp import web
@@ -21,7 +21,7 @@ JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def respond(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def respond(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     return web.Response(body=orjson.dumps(data, option=JSON_OPTIONS), status=status,
                         content_type="application/json", headers=headers)
 

@@ -2,18 +2,82 @@
 another host or from another site's page are refused before any handler runs."""
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from mlcommons.api.hosts import SAFE_METHODS, HostPolicy
 from mlcommons.api.http import respond
 from mlcommons.core.serving import timing
 from mlcommons.errors import Forbidden, MLError, TooManyRequests, Unauthenticated
+from mlcommons.metrics import context as request_context
+from mlcommons.metrics.recorder import Recorder
 from mlcommons.openai.handlers import PREFIX as OPENAI_PREFIX
 from mlcommons.openai.handlers import error_body as openai_error
 
 log = logging.getLogger(__name__)
+
+
+slow_log = logging.getLogger("mlcommons.requests")
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})  # others: "other"
+
+
+def observe(recorder: Recorder, settings):
+    """Outermost: the request's X-Opaque-Id (cleaned: mlcommons/metrics/context.py) is echoed on
+    the response and set for the log lines written while it is handled; the request is counted
+    and timed by route template (mlcommons/metrics/recorder.py), as a prediction too on a
+    prediction route; one slower than ``mlcommons.log.slow_request_seconds`` is logged."""
+    header = request_context.HEADER
+    current = request_context.current
+    slots = {}  # (resource, method) -> the recorder's Slot: one lookup per request
+
+    def slot_of(resource, method: str):
+        slot = slots[(resource, method)] = recorder.slot("other" if resource is None else resource.canonical,
+                                                         method)
+        return slot
+
+    @web.middleware
+    async def middleware(request: web.Request, handler) -> web.StreamResponse:
+        opaque = request_context.clean_opaque_id(request.headers.get(header))
+        state = request_context.RequestState(opaque)
+        token = current.set(state)
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            if opaque is not None and not response.prepared:
+                response.headers[header] = opaque
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            if opaque is not None:
+                exc.headers[header] = opaque
+            raise
+        except asyncio.CancelledError:
+            status = 499  # the client went away first
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            resource = request.match_info.route.resource
+            method = request.method
+            if method not in METHODS:  # a client's made-up method is one label, not many
+                method = "other"
+            slot = slots.get((resource, method)) or slot_of(resource, method)
+            slot.record(status, elapsed)
+            if slot.predict:
+                model = state.model
+                if model is None and status == 429:  # refused by the model's rate limiter: it exists
+                    model = request.match_info.get("model_id")
+                recorder.prediction(model, status, elapsed)
+            threshold = settings.get("mlcommons.log.slow_request_seconds")
+            if 0 <= threshold <= elapsed:
+                slow_log.info("%s %s -> %d in %.3fs", method, request.rel_url.raw_path[:300], status, elapsed)
+            current.reset(token)
+    return middleware
 
 
 def _body(request: web.Request, exc: MLError) -> dict:
@@ -36,7 +100,9 @@ async def errors(request: web.Request, handler) -> web.StreamResponse:
         if isinstance(exc, TooManyRequests):
             headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
         elif isinstance(exc, Unauthenticated):
-            headers = {"WWW-Authenticate": ", ".join(Unauthenticated.CHALLENGE)}
+            # One header per scheme, as Elasticsearch sends them: a browser ignores a Basic
+            # challenge that shares its header with another scheme, and never asks for a password.
+            headers = CIMultiDict(("WWW-Authenticate", challenge) for challenge in Unauthenticated.CHALLENGE)
         return respond(_body(request, exc), exc.status, headers)
     except web.HTTPNotFound:
         if request.path.startswith(OPENAI_PREFIX):

@@ -96,6 +96,11 @@ class Keys:
         """Hashes the watcher keeps between ticks and across leaders (boots seen, and so on)."""
         return f"{self.prefix}:watcher:{name}"
 
+    def metrics(self, name: str) -> str:
+        """Hashes of cluster-wide counters (mlcommons/metrics/): the API processes add their
+        deltas about once a second; the auto-(re)deploys bump theirs."""
+        return f"{self.prefix}:metrics:{name}"
+
     def deploy_progress(self, task_id: str) -> str:
         """Hash node id -> what that node is doing for a deploy task (downloading 3/10, loading)."""
         return f"{self.prefix}:task:{task_id}:progress"

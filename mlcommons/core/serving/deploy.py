@@ -24,6 +24,7 @@ from mlcommons.core.tasks import records as tasks
 from mlcommons.core.tasks.states import deploy_task_outcome
 from mlcommons.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
 from mlcommons.ids import now_ms
+from mlcommons.metrics import counters as metric_counters
 from mlcommons.store import keys as K
 from mlcommons.store.documents import Tx
 from mlcommons.types import ModelState, TaskState, TaskType
@@ -113,6 +114,10 @@ def deploy(ctx: Context, model_id: str, node_ids: list[str] | None = None,
         for node_id in targets:
             jobs.enqueue_deploy(ctx, task_id, model_id, node_id)
         replication.wait(ctx, f"deploy task {task_id} (model {model_id})")
+        if reason is Reason.PREDICT:
+            metric_counters.bump(ctx, metric_counters.AUTO_DEPLOYS)
+        elif reason is Reason.REDEPLOY:
+            metric_counters.bump(ctx, metric_counters.AUTO_REDEPLOYS)
     return {"task_id": task_id, "task_type": TaskType.DEPLOY_MODEL.value, "status": TaskState.CREATED.value}
 
 

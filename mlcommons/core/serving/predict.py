@@ -21,6 +21,7 @@ from mlcommons.core.serving import dataplane as dp
 from mlcommons.core.serving import timing
 from mlcommons.errors import MLError, RequestTimeout, TooManyRequests
 from mlcommons.ids import new_id
+from mlcommons.metrics.context import note_model
 from mlcommons.store.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ class PredictClient:
         return reply.body
 
     async def _call(self, deployment_id: str, op: str, payload, timeout: float, priority: bool = False) -> dp.Reply:
+        note_model(deployment_id)  # the request's prediction metrics are this unit's
         request_id = next(self._ids)
         deadline_ms = int((time.time() + timeout) * 1000)
         traced = timing.active()

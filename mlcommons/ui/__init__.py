@@ -1,0 +1,1 @@
+"""The models page at /ui/: static files (static/) that read and act through the API's own routes."""
