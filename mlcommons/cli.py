@@ -11,14 +11,35 @@ import sys
 import time
 from pathlib import Path
 
+from mlcommons.client.parser import add_client_parsers
 from mlcommons.stack import startup
 
 log = logging.getLogger("mlcommons")
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _setup_logging(level: str, fmt: str = "text") -> None:
+    """Text or JSON lines (mlcommons/metrics/logs.py), with the request's X-Opaque-Id in them."""
+    from mlcommons.metrics import logs
+
+    logs.configure(level, fmt)
+
+
+def _log_format(args) -> str:
+    """--log-format, else the setting mlcommons.log.format (MLCOMMONS_LOG_FORMAT or the config file)."""
+    if args.log_format:
+        return args.log_format
+    try:
+        return _static(args)["mlcommons.log.format"]
+    except Exception:  # a bad config file is reported by the command that reads it
+        return "text"
+
+
+def _say(args, text: str) -> None:
+    """A part's start-up line: printed, or with JSON log lines, a log line like the others."""
+    if getattr(args, "log_format", None) == "json":
+        log.info("%s", text)
+    else:
+        print(text, flush=True)
 
 
 def _static(args) -> dict:
@@ -80,7 +101,10 @@ def cmd_worker(args) -> int:
     node_id, boot_id = args.node_id or stable_node_id(data_dir), new_id()
     ctx = Context.connect(url, static=_static(args), client_name=nodes.client_name(node_id, boot_id))
     node = WorkerNode(ctx, data_dir, node_id=node_id, boot_id=boot_id)
-    print(f"mlcommons worker node {node.node_id} (pid {os.getpid()}) on {_shown(url)}", flush=True)
+    from mlcommons.metrics import logs
+
+    logs.set_node(node.node_id)  # in this process's JSON log lines
+    _say(args, f"mlcommons worker node {node.node_id} (pid {os.getpid()}) on {_shown(url)}")
     node.run()
     return 0
 
@@ -116,8 +140,8 @@ def cmd_api(args) -> int:
     scheme = "https" if tls else "http"
 
     def listening() -> None:
-        print(f"mlcommons API listening on {scheme}://{args.host}:{args.port} (Redis {_shown(url)}; security "
-              f"{'on' if secure else 'off'})", flush=True)
+        _say(args, f"mlcommons API listening on {scheme}://{args.host}:{args.port} (Redis {_shown(url)}; security "
+                   f"{'on' if secure else 'off'})")
         ready_file = os.environ.get("MLCOMMONS_READY_FILE")  # serve waits for it before its ready line
         if ready_file:
             Path(ready_file).write_text(f"{os.getpid()}\n")
@@ -229,6 +253,7 @@ def cmd_serve(args) -> int:
         else:
             print(f"redis      {_shown(url)}", flush=True)
         env = {**os.environ, "MLCOMMONS_REDIS_URL": url}
+        env[env_name("mlcommons.log.format")] = args.log_format  # every part logs alike
         if secure:
             from mlcommons.core.context import Context
 
@@ -360,6 +385,8 @@ def cmd_users(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mlcommons", description=__doc__)
     parser.add_argument("--log-level", default=os.environ.get("MLCOMMONS_LOG_LEVEL", "INFO"))
+    parser.add_argument("--log-format", choices=("text", "json"),
+                        help="log lines as text or one JSON object each (default: the setting mlcommons.log.format)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the API, worker nodes, rq-dashboard and (if needed) Redis")
@@ -414,9 +441,15 @@ def main(argv: list[str] | None = None) -> int:
     delete = users_sub.add_parser("delete", help="delete a user")
     delete.add_argument("name")
     users_parser.set_defaults(func=cmd_users)
+    add_client_parsers(sub)  # models, predict, tasks: a client of a running server, over HTTP
 
     args = parser.parse_args(argv)
-    _setup_logging(args.log_level)
+    args.log_format = _log_format(args)
+    try:
+        _setup_logging(args.log_level, args.log_format)
+    except ValueError as exc:  # mlcommons.log.format
+        print(f"mlcommons: mlcommons.log.format: {exc}", file=sys.stderr)
+        return 2
     return args.func(args)
 
 
