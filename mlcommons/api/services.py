@@ -28,6 +28,7 @@ from mlcommons.elasticsearch import deployments
 from mlcommons.elasticsearch.deployments import is_asleep
 from mlcommons.errors import NotFound, RequestTimeout, ServiceUnavailable, TooManyRequests
 from mlcommons.ids import new_id
+from mlcommons.metrics.context import note_model
 from mlcommons.store import keys as K
 from mlcommons.store.connection import async_client
 from mlcommons.types import TaskState
@@ -246,6 +247,7 @@ class Services:
 
     async def take_token(self, model_id: str, bucket: tuple[float, float]) -> None:
         """One prediction's token from the model's cluster-wide bucket; 429 when it is empty."""
+        note_model(model_id)  # a throttled request counts among that model's 429s
         if not await self._rate(keys=[self.keys.rate_limit(model_id)], args=[repr(bucket[0]), repr(bucket[1])]):
             raise TooManyRequests(ratelimit.THROTTLED)
 
