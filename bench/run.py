@@ -9,7 +9,9 @@ Figures (each printed with its ratio to the baseline measured in this run):
       called directly at batch 32;
   (b) served throughput through HTTP _predict, 1/8/32/64 concurrent clients x 1 and 16 docs;
   (c) latency p50/p99 of one-doc requests on an idle server vs the in-process forward, and the
-      median of each hop (mlcommons.predict.trace_timings, X-MLCommons-Timing);
+      median of each hop (mlcommons.predict.trace_timings, X-MLCommons-Timing); then in turns
+      (bench/idle.py): one forward in process, the same document served, the next, so that both
+      sides see the same moment of the machine;
   (d) deploy time, POST _deploy to COMPLETED, vs loading the same archive from local disk: cold
       (read from the model store) and from the node-local model cache;
   (e) control-plane rate: deploy and undeploy tasks per second on a tiny model, vs rq's own
@@ -281,6 +283,9 @@ def main() -> int:
         if "c" in want:
             print("(c) idle latency ...", flush=True)
             report["latency"] = loadgen(stack.url, model_id, 1, 1, latency_docs)
+            report["latency_in_turns"] = sh(["bench/idle.py", stack.url, model_id, str(archive), "--model-config",
+                                             json.dumps(model["model_config"]), "--docs", str(latency_docs)],
+                                            timeout=1800)
 
         if "h" in want:
             print("(h) ONNX ...", flush=True)
@@ -363,6 +368,13 @@ def summarize(report: dict) -> dict:
                      f"{lat['p99'] / inproc['p99']:>7.2f}  added {lat['p99'] - inproc['p99']:.2f} ms")
         for hop, ms in report["latency"].get("hops_ms_p50", {}).items():
             lines.append(f"      {hop:<38} {ms:>12.3f}  (p50 of each hop, ms)")
+    turns = report.get("latency_in_turns")
+    if turns:
+        lines.append(f"{'(c) in turns: served / in-process p50 (ms)':<44} {turns['served_ms']['p50']:>12.2f} "
+                     f"{turns['in_process_ms']['p50']:>12.2f} "
+                     f"{turns['served_ms']['p50'] / turns['in_process_ms']['p50']:>7.2f}  added "
+                     f"{turns['added_ms']['p50']:.2f} ms (p50 of the pairs); served forward - in-process "
+                     f"{turns.get('served_forward_minus_in_process_ms_p50', 'n/a')} ms")
     local = base["local_load_seconds"]
     if "deploy_seconds" in report:
         dep, warm = report["deploy_seconds"], report["deploy_cached_seconds"]
