@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from tests.cluster import ML
 from tests.harness import wait_for
+from tests.integration.test_metrics import scrape, value
 
 
 def blueprint(url: str, key: str) -> dict:
@@ -45,6 +46,15 @@ def test_a_remote_model_serves_what_the_provider_answers(cluster, infinity):
     # parameters instead of text_docs: the template takes them as they are.
     resp = api.post(f"{ML}/models/{model_id}/_predict", {"parameters": {"input": ["direct"]}})
     assert resp.body["inference_results"][0]["output"][0]["data"] == infinity.embed(["direct"])[0]
+    # Each provider call is a forward pass in the metrics: its duration and documents, per node,
+    # from the nodes' heartbeats.
+    def provider_calls_counted():
+        now = scrape(api)
+        calls = sum(value(now, "mlcommons_inference_seconds_count", model=model_id, node=n) for n in cluster.nodes)
+        docs = sum(value(now, "mlcommons_batch_size_sum", model=model_id, node=n) for n in cluster.nodes)
+        return (calls, docs) if calls >= 2 else None
+
+    assert wait_for(provider_calls_counted, 15, 0.2, "the provider calls in the metrics") == (2, 3)
     # The connector is held while the model exists; undeploy and delete free it.
     assert api.delete(f"{ML}/connectors/{connector_id}").status == 409
     assert api.post(f"{ML}/models/{model_id}/_undeploy").status == 200
