@@ -8,28 +8,12 @@ import json
 import uuid
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.harness import Client, api_proc, wait_for, wait_http
 from tests.integration.flows import ML, register_url
+from tests.metricskit import scrape, value
 
-METRICS = "/_prometheus/metrics"
 OPAQUE = "X-Opaque-Id"
-
-
-def scrape(api: Client) -> dict[str, list]:
-    """Family name -> its samples (prometheus_client's parser: the exposition must parse)."""
-    resp = api.request("GET", METRICS)
-    assert resp.status == 200, resp.body
-    assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-    return {family.name: family.samples for family in text_string_to_metric_families(resp.body)}
-
-
-def value(families: dict, sample_name: str, **labels) -> float:
-    """The sum of the samples called ``sample_name`` whose labels include ``labels``."""
-    family = sample_name.removesuffix("_total").removesuffix("_bucket").removesuffix("_count").removesuffix("_sum")
-    return sum(s.value for s in families.get(family, ()) if s.name == sample_name
-               and all(s.labels.get(k) == v for k, v in labels.items()))
 
 
 def header(resp, name: str) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tests.cluster import ML
 from tests.harness import wait_for
-from tests.integration.test_metrics import scrape, value
+from tests.metricskit import scrape, value
 
 
 def blueprint(url: str, key: str) -> dict:
