@@ -146,10 +146,14 @@ def read_chunks(store: ModelStore, model_id: str, total_chunks: int, out: Binary
     ``on_chunk(n)`` is called after chunk ``n`` (it may raise to stop).
 
     The next chunks are read from Redis (two at a time, :data:`READ_AHEAD` ahead) while this one
-    is hashed and written: a cold deploy waits for the slower of the two, not for their sum."""
+    is hashed and written, and the hashing runs on a thread of its own beside the write (both
+    release the GIL on large buffers: SHA-256 of a chunk overlaps the extractor's CRC-32 and file
+    writes): a cold deploy waits for the slowest of the three, not for their sum."""
     digest = hashlib.sha256()
     size = 0
-    with ThreadPoolExecutor(READERS, thread_name_prefix="chunk-reader") as pool:
+    hashed = None  # the update of the chunk before: at most one chunk waits for the hasher
+    with ThreadPoolExecutor(READERS, thread_name_prefix="chunk-reader") as pool, \
+            ThreadPoolExecutor(1, thread_name_prefix="chunk-hasher") as hasher:
         ahead = deque(pool.submit(store.get_chunk, model_id, n) for n in range(min(READ_AHEAD, total_chunks)))
         try:
             for number in range(total_chunks):
@@ -158,11 +162,15 @@ def read_chunks(store: ModelStore, model_id: str, total_chunks: int, out: Binary
                     ahead.append(pool.submit(store.get_chunk, model_id, number + READ_AHEAD))
                 if chunk is None:
                     raise KeyError(f"chunk {number} of {total_chunks} is missing")
-                digest.update(chunk)
+                if hashed is not None:
+                    hashed.result()
+                hashed = hasher.submit(digest.update, chunk)  # one thread: updates stay in order
                 out.write(chunk)
                 size += len(chunk)
                 if on_chunk is not None:
                     on_chunk(number)
+            if hashed is not None:
+                hashed.result()
         finally:
             for future in ahead:  # a stop or a failure: nothing more is read
                 future.cancel()
