@@ -201,9 +201,13 @@ class WorkerNode:
                 "device": self.device, "started_at": self.started_at, "models": models,
                 "memory": memory_info(), "chunk_bytes_read": chunk_bytes_read()}
 
+    def _beat(self) -> bool:
+        """One heartbeat; False when the cluster has fenced this run."""
+        return nodes.heartbeat(self.ctx, self.node_id, self.boot_id, self.info(),
+                               self.ctx.settings.get("mlcommons.node.heartbeat_expiry_seconds"))
+
     def _heartbeat_once(self) -> None:
-        if not nodes.heartbeat(self.ctx, self.node_id, self.boot_id, self.info(),
-                               self.ctx.settings.get("mlcommons.node.heartbeat_expiry_seconds")):
+        if not self._beat():
             self._start_again()
 
     def _announce(self) -> None:
@@ -211,8 +215,7 @@ class WorkerNode:
         profile is built from heartbeats, and ML Commons' profile (which asks the nodes) shows a
         deploy or an undeploy as soon as it is answered. Fencing is left to the loop."""
         try:
-            nodes.heartbeat(self.ctx, self.node_id, self.boot_id, self.info(),
-                            self.ctx.settings.get("mlcommons.node.heartbeat_expiry_seconds"))
+            self._beat()
         except Exception as exc:  # Redis away for a moment: the loop's next beat carries it
             log.warning("heartbeat after a change failed: %s", exc)
 

@@ -32,12 +32,6 @@ def observe(recorder: Recorder, settings):
     prediction route; one slower than ``mlcommons.log.slow_request_seconds`` is logged."""
     header = request_context.HEADER
     current = request_context.current
-    slots = {}  # (resource, method) -> the recorder's Slot: one lookup per request
-
-    def slot_of(resource, method: str):
-        slot = slots[(resource, method)] = recorder.slot("other" if resource is None else resource.canonical,
-                                                         method)
-        return slot
 
     @web.middleware
     async def middleware(request: web.Request, handler) -> web.StreamResponse:
@@ -66,13 +60,10 @@ def observe(recorder: Recorder, settings):
             method = request.method
             if method not in METHODS:  # a client's made-up method is one label, not many
                 method = "other"
-            slot = slots.get((resource, method)) or slot_of(resource, method)
+            slot = recorder.slot("other" if resource is None else resource.canonical, method)
             slot.record(status, elapsed)
-            if slot.predict:
-                model = state.model
-                if model is None and status == 429:  # refused by the model's rate limiter: it exists
-                    model = request.match_info.get("model_id")
-                recorder.prediction(model, status, elapsed)
+            if slot.predict:  # the core noted the unit the prediction reached, if it reached one
+                recorder.prediction(state.model, status, elapsed)
             threshold = settings.get("mlcommons.log.slow_request_seconds")
             if 0 <= threshold <= elapsed:
                 slow_log.info("%s %s -> %d in %.3fs", method, request.rel_url.raw_path[:300], status, elapsed)

@@ -107,12 +107,8 @@ def format_of(zip_path: Path) -> str:
 
 
 def digest(path: Path) -> tuple[str, int]:
-    sha, size = hashlib.sha256(), 0
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            sha.update(block)
-            size += len(block)
-    return sha.hexdigest(), size
+        return hashlib.file_digest(f, "sha256").hexdigest(), path.stat().st_size
 
 
 def package_folder(folder: Path, kind: str, out_dir: Path, *, model_format: str, pooling_mode: str,

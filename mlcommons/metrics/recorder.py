@@ -95,8 +95,8 @@ class Recorder:
 
     def __init__(self):
         self._slots: dict[tuple[str, str], Slot] = {}
-        self._models: dict[str | None, Tally] = {}  # unit id (None: none noted) -> its tally
-        self._labels: dict[int, str] = {}  # id(tally) -> its model label
+        self._by_label: dict[str, Tally] = {}  # model label ("" for none or too many) -> its tally
+        self._models: dict[str | None, Tally] = {}  # unit id as noted -> its label's tally (a cache)
 
     def slot(self, route: str, method: str) -> Slot:
         """The tally of ``route`` (a template, or "other") and ``method`` (bounded by the caller)."""
@@ -105,9 +105,6 @@ class Recorder:
             slot = self._slots[(route, method)] = Slot(route, method)
         return slot
 
-    def request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.slot(route, method).record(status, seconds)
-
     def prediction(self, model: str | None, status: int, seconds: float) -> None:
         tally = self._models.get(model)
         if tally is None:
@@ -115,14 +112,11 @@ class Recorder:
         tally.record(status, seconds)
 
     def _model_tally(self, model: str | None) -> Tally:
-        if not model or len(model) > MAX_MODEL_ID or SEP in model or len(self._labels) >= MAX_MODELS:
-            label = ""
-        else:
-            label = model
-        tally = self._models.get(label)
+        label = model if model and len(model) <= MAX_MODEL_ID and SEP not in model and (
+            model in self._by_label or len(self._by_label) < MAX_MODELS) else ""
+        tally = self._by_label.get(label)
         if tally is None:
-            tally = self._models[label] = Tally()
-            self._labels[id(tally)] = label
+            tally = self._by_label[label] = Tally()
         if len(self._models) <= 2 * MAX_MODELS:  # past that, ids are looked up again (and folded)
             self._models[model] = tally
         return tally
@@ -136,9 +130,8 @@ class Recorder:
                 for status, count in statuses.items():
                     out[HTTP_REQUESTS][f"{slot.route}{SEP}{slot.method}{SEP}{status}"] = count
                 _histogram_fields(out[HTTP_SECONDS], f"{slot.route}{SEP}{slot.method}", hist)
-        for tally in {id(t): t for t in self._models.values()}.values():  # a tally may have several keys
+        for label, tally in self._by_label.items():
             if tally.statuses:
-                label = self._labels[id(tally)]
                 statuses, hist = tally.take()
                 outcomes: dict[str, int] = {}
                 for status, count in statuses.items():
@@ -177,9 +170,9 @@ class Recorder:
             statuses[int(status)] = statuses.get(int(status), 0) + int(count)
         for field, count in deltas[PREDICT_REQUESTS].items():
             model, result = field.split(SEP)
-            statuses = self._models.get(model) or self._model_tally(model)
+            tally = self._by_label.get(model) or self._model_tally(model)
             status = _STATUS_OF[result]
-            statuses.statuses[status] = statuses.statuses.get(status, 0) + int(count)
+            tally.statuses[status] = tally.statuses.get(status, 0) + int(count)
 
     async def run(self, client, keys, interval: float = 1.0) -> None:
         """Flush every ``interval`` seconds until cancelled, then once more."""

@@ -164,10 +164,8 @@ def _predictions(ctx: Context, hashes: dict[str, dict[str, str]], units: dict) -
     for (model,), hist in _histograms(hashes[R.PREDICT_SECONDS], 1).items():
         if model and model not in units:
             gone.update(f for f in hashes[R.PREDICT_SECONDS] if f.startswith(model + R.SEP))
-            continue
-        into = hists.setdefault(model, {"counts": [0] * len(hist["counts"]), "sum": 0.0})
-        into["counts"] = [a + b for a, b in zip(into["counts"], hist["counts"])]
-        into["sum"] += hist["sum"]
+        else:
+            hists[model] = hist
     seconds = HistogramMetricFamily("mlcommons_predict_duration_seconds", "Time the API took to answer a "
                                     "prediction request, end to end, by serving unit.", labels=["model"])
     for model, hist in sorted(hists.items()):
