@@ -377,11 +377,12 @@ class WorkerNode:
             old.stop()
 
     def _load(self, path: Path, model: dict) -> Runtime:
+        prepack = bool(self.ctx.settings.get("mlcommons.deploy.prepack_weights"))
         if model.get("_es"):  # uploaded through Elasticsearch's API, traced as Eland traces
             from workers.runtimes.eland import load_eland_runtime
 
-            return load_eland_runtime(path, model["_es"]["inference_config"], device=self.device)
-        return load_runtime(path, model, device=self.device)
+            return load_eland_runtime(path, model["_es"]["inference_config"], device=self.device, prepack=prepack)
+        return load_runtime(path, model, device=self.device, prepack=prepack)
 
     def layout(self, model: dict) -> tuple[int, int]:
         """(allocations, threads per allocation) for a deployment on this node: the deployment's

@@ -165,7 +165,7 @@ def probe_archive(zip_path: Path, model_format: str) -> dict[str, Any]:
             for pooling in ("CLS", "MEAN"):
                 doc = {"function_name": "TEXT_EMBEDDING", "model_format": model_format,
                        "model_config": {"pooling_mode": pooling, "normalize_result": False}}
-                runtime = load_runtime(Path(tmp) / "model", doc)
+                runtime = load_runtime(Path(tmp) / "model", doc, prepack=False)
                 try:
                     vectors.append(np.asarray(runtime.embed(texts), dtype=np.float64))
                 finally:

@@ -14,8 +14,10 @@ from workers.runtimes.base import Encoded, Runtime
 __all__ = ["Encoded", "Runtime", "load_runtime"]
 
 
-def load_runtime(model_dir: Path, model: dict, *, device: str = "cpu") -> Runtime:
-    """Load the model in ``model_dir`` as described by its model document ``model``.
+def load_runtime(model_dir: Path, model: dict, *, device: str = "cpu", prepack: bool = True) -> Runtime:
+    """Load the model in ``model_dir`` as described by its model document ``model``; with
+    ``prepack``, let the runtime make itself cheaper to run where that keeps its output
+    (``Runtime.prepack``; ``mlcommons.deploy.prepack_weights``).
 
     Raises :class:`NodeError` for a format or function we cannot serve, a broken archive, or an
     ``embedding_dimension`` that disagrees with what the model actually returns.
@@ -64,6 +66,8 @@ def load_runtime(model_dir: Path, model: dict, *, device: str = "cpu") -> Runtim
             f"model_config.embedding_dimension is {declared} but the model returns "
             f"{runtime.embedding_dimension}-dimensional embeddings"
         )
+    if prepack:
+        runtime.prepack()
     return runtime
 
 

@@ -88,6 +88,11 @@ class Runtime(ABC):
         """Called by each allocation thread, before it serves, with its threads per allocation
         (torch's runtimes take theirs from ``torch.set_num_threads``; onnxruntime's need a session)."""
 
+    def prepack(self) -> int:
+        """Make the loaded model cheaper to run where that keeps its output (TorchScript on the CPU:
+        workers/runtimes/prepack.py); how many layers changed. Called once, after loading."""
+        return 0
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """``forward(tokenize(texts))``: one row per text, in the order given."""
         return self.forward(self.tokenize(texts))

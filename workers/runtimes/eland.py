@@ -33,9 +33,11 @@ MODEL_FILE = "model.pt"
 VOCABULARY_FILE = "vocabulary.json"
 
 
-def load_eland_runtime(model_dir: Path, inference_config: dict, *, device: str = "cpu") -> Runtime:
+def load_eland_runtime(model_dir: Path, inference_config: dict, *, device: str = "cpu",
+                       prepack: bool = True) -> Runtime:
     """Load ``model_dir/model.pt`` with ``model_dir/vocabulary.json`` for the one task in
-    ``inference_config``. Raises :class:`NodeError` for anything we cannot serve."""
+    ``inference_config`` (``prepack`` as for ``load_runtime``). Raises :class:`NodeError` for
+    anything we cannot serve."""
     if not isinstance(inference_config, dict) or len(inference_config) != 1:
         raise NodeError(f"inference_config must hold exactly one task: one of {', '.join(RUNTIMES)}")
     task, settings = next(iter(inference_config.items()))
@@ -44,7 +46,10 @@ def load_eland_runtime(model_dir: Path, inference_config: dict, *, device: str =
     settings = dict(settings or {})
     model_dir = Path(model_dir)
     tokenizer = load_vocab_tokenizer(_read_vocabulary(model_dir / VOCABULARY_FILE), settings.get("tokenization"))
-    return RUNTIMES[task](model_dir / MODEL_FILE, tokenizer, settings, device=device)
+    runtime = RUNTIMES[task](model_dir / MODEL_FILE, tokenizer, settings, device=device)
+    if prepack:
+        runtime.prepack()
+    return runtime
 
 
 def _read_vocabulary(path: Path) -> dict:

@@ -18,6 +18,7 @@ from tokenizers import Tokenizer
 
 from mlcommons.errors import NodeError
 from workers.runtimes.base import Encoded, Runtime
+from workers.runtimes.prepack import PrepackedLinears
 from workers.runtimes.tokenizer import TextTokenizer
 from workers.runtimes.torchscript import _calling_convention, _last_line, fallback_max_length
 
@@ -91,7 +92,7 @@ def first_tensor(out, keys: tuple[str, ...] = ()) -> torch.Tensor:
     return out
 
 
-class TorchRuntime(Runtime):
+class TorchRuntime(PrepackedLinears, Runtime):
     """A runtime over one TorchScript module: loads it on ``device`` and runs tokenized batches
     under ``torch.inference_mode``. Subclasses tokenize and shape the output."""
 
@@ -117,11 +118,13 @@ class TorchRuntime(Runtime):
     def _warm_up(self, sample: Encoded) -> np.ndarray:
         """One tiny forward: proves the calling convention and the output shape, warms the JIT."""
         try:
-            return self.forward(sample)
+            out = self.forward(sample)
         except NodeError:
             raise
         except Exception as exc:
             raise NodeError(f"the model failed on a warm-up input: {_last_line(exc)}") from exc
+        self._warm_sample, self._warm_output = sample, out
+        return out
 
     def close(self) -> None:
         self._module = None

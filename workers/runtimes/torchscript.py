@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from mlcommons.errors import NodeError
 from mlcommons.types import FunctionName, PoolingMode
 from workers.runtimes.base import Encoded, Runtime, TokenizedByFile
+from workers.runtimes.prepack import PrepackedLinears
 from workers.runtimes.tokenizer import DEFAULT_MAX_LENGTH, TextTokenizer
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ def usable_positions(hf_config: dict) -> int | None:
     return limit - 2 if hf_config.get("model_type") in _OFFSET_POSITION_FAMILIES else limit
 
 
-class TorchScriptTextEmbedding(TokenizedByFile, Runtime):
+class TorchScriptTextEmbedding(PrepackedLinears, TokenizedByFile, Runtime):
     """A TorchScript text-embedding model and its tokenizer, ready to embed batches."""
 
     function_name = FunctionName.TEXT_EMBEDDING
@@ -193,14 +194,16 @@ class TorchScriptTextEmbedding(TokenizedByFile, Runtime):
 
     def _warm_up(self) -> np.ndarray:
         """One tiny forward: proves the calling convention and output shape, warms the JIT."""
+        sample = self.tokenize([_WARM_UP_TEXT])
         try:
-            out = self.forward(self.tokenize([_WARM_UP_TEXT]))
+            out = self.forward(sample)
         except NodeError:
             raise
         except Exception as exc:
             raise NodeError(f"the model failed on a warm-up input: {_last_line(exc)}") from exc
         if out.ndim != 2 or out.shape[0] != 1 or out.shape[1] == 0:
             raise NodeError(f"the model returned shape {out.shape} for one text")
+        self._warm_sample, self._warm_output = sample, out
         return out
 
 

@@ -1,0 +1,120 @@
+"""Linear layers on packed weights (workers/runtimes/prepack.py): the runtimes that adopt them
+give the same vectors, scores and weights as the modules they came from, on real (tiny) traced
+models; what the rewrite cannot take is left as it was."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from tests.elandkit import eland_model, opensearch_archive, opensearch_model_doc, write_eland_folder
+from tests.modelkit import model_doc, tiny_archive
+from workers.extract import safe_extract
+from workers.runtimes import load_runtime
+from workers.runtimes.eland import load_eland_runtime
+from workers.runtimes.prepack import LINEAR, agrees, prepack_linears
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="this torch has no oneDNN")
+
+TEXTS = [
+    "Hello world.",
+    "a",
+    "The quick brown fox jumps over the lazy dog near the river bank, twice, and then once more.",
+    "Numbers 42 and 3.14; (yes) [no]!",
+]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("prepack")
+
+
+@pytest.mark.parametrize("kind", ["sentence_transformers", "huggingface"])
+def test_a_text_embedding_model_gives_the_same_vectors_on_packed_weights(workdir, kind):
+    zip_path, info = tiny_archive(workdir / kind, kind)
+    folder = workdir / f"{kind}-model"
+    safe_extract(zip_path, folder)
+    plain = load_runtime(folder, model_doc(info), prepack=False)
+    packed = load_runtime(folder, model_doc(info))
+    assert plain.prepacked_linears == 0
+    # Two layers of a BERT: query, key, value, output, intermediate, output each.
+    assert packed.prepacked_linears == 12
+    graph = packed._module.graph
+    assert not graph.findAllNodes("aten::linear")
+    assert not graph.findAllNodes("aten::gelu"), "the GELU after each intermediate layer is fused in"
+    for texts in (TEXTS, TEXTS[:1], TEXTS[1:2] * 3):  # padded batches and single rows
+        np.testing.assert_allclose(packed.embed(texts), plain.embed(texts), rtol=1e-4, atol=1e-5)
+    plain.close()
+    packed.close()
+
+
+def test_elastic_and_opensearch_runtimes_of_every_task_are_packed_and_agree(workdir):
+    for task in ("text_embedding", "text_expansion", "text_similarity"):
+        definition, vocabulary, config = eland_model(workdir, task)
+        folder = write_eland_folder(workdir / f"eland-{task}", definition, vocabulary)
+        plain, packed = load_eland_runtime(folder, config, prepack=False), load_eland_runtime(folder, config)
+        assert packed.prepacked_linears > 0, task
+        batch = [["what is search", t] for t in TEXTS] if task == "text_similarity" else TEXTS
+        np.testing.assert_allclose(packed.forward(packed.tokenize(batch)), plain.forward(plain.tokenize(batch)),
+                                   rtol=1e-4, atol=1e-5, err_msg=task)
+    for fn in ("SPARSE_ENCODING", "TEXT_SIMILARITY"):
+        zip_path, info = opensearch_archive(workdir, fn)
+        folder = workdir / f"os-{fn.lower()}"
+        safe_extract(zip_path, folder)
+        doc = opensearch_model_doc(fn, info)
+        plain, packed = load_runtime(folder, doc, prepack=False), load_runtime(folder, doc)
+        assert packed.prepacked_linears > 0, fn
+        batch = [("what is search", t) for t in TEXTS] if fn == "TEXT_SIMILARITY" else TEXTS
+        np.testing.assert_allclose(packed.forward(packed.tokenize(batch)), plain.forward(plain.tokenize(batch)),
+                                   rtol=1e-4, atol=1e-5, err_msg=fn)
+
+
+class Tied(torch.nn.Module):
+    """A weight used by two linears and by a matmul, a linear whose output the GELU does not
+    have to itself, and a linear without a bias."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a = torch.nn.Linear(16, 16)
+        self.b = torch.nn.Linear(16, 16, bias=False)
+        self.c = torch.nn.Linear(16, 16)
+        self.c.weight = self.a.weight
+
+    def forward(self, x):
+        y = self.a(x)
+        return torch.nn.functional.gelu(y) + y + self.b(x) + self.c(x) + x @ self.a.weight
+
+
+def test_a_shared_weight_keeps_its_dense_copy_for_other_uses_and_an_unshared_result_is_not_fused():
+    x = torch.randn(3, 5, 16)
+    traced = torch.jit.trace(Tied().eval(), x)
+    packed, count = prepack_linears(traced)
+    assert count == 3
+    graph = packed.graph
+    assert len(graph.findAllNodes(LINEAR)) == 3 and not graph.findAllNodes("aten::linear")
+    assert len(graph.findAllNodes("aten::gelu")) == 1, "y is used after the GELU too: nothing to fuse"
+    matmul = graph.findAllNodes("aten::matmul")[0]
+    assert not matmul.inputsAt(1).node().output().toIValue().is_mkldnn  # the matmul keeps the dense weight
+    with torch.inference_mode():
+        torch.testing.assert_close(packed(x), traced(x), rtol=1e-4, atol=1e-5)
+
+
+def test_a_module_without_a_linear_is_left_alone():
+    class Pool(torch.nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.normalize(x.mean(dim=1), dim=-1)
+
+    assert prepack_linears(torch.jit.trace(Pool().eval(), torch.randn(2, 3, 4))) is None
+
+
+def test_agreement_means_the_same_shape_and_the_same_values_up_to_rounding():
+    reference = np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32)
+    assert agrees(reference + 1e-7, reference)
+    assert not agrees(reference[:3], reference)
+    assert not agrees(reference.astype(np.float64), reference)
+    assert not agrees(reference + 0.01, reference)
