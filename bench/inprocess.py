@@ -4,7 +4,8 @@
 - the deployed runtime (the same archive the stack serves) called directly at batch 32, on the
   documents sorted by length as ``encode`` sorts them;
 - the runtime's one-document forward latency;
-- loading the archive from local disk (extract + load + warm-up), the baseline of a deploy.
+- loading the archive from local disk (extract + load + warm-up), the baseline of a deploy
+  (without packing the weights: a node does that after the deploy, before it serves).
 
     python bench/inprocess.py ARCHIVE.zip --docs 2000 --latency-docs 300
 """
@@ -67,12 +68,13 @@ def main() -> None:
         folder = Path(tempfile.mkdtemp(prefix="inprocess-"))
         started = time.perf_counter()
         safe_extract(Path(args.archive), folder / "model")
-        runtime = load_runtime(folder / "model", doc)
+        runtime = load_runtime(folder / "model", doc, prepack=False)  # a node packs after the deploy
         loads.append(time.perf_counter() - started)
         shutil.rmtree(folder)
         if len(loads) < 3 and not args.runtime_only:
             runtime.close()
     out["local_load_seconds"] = round(sorted(loads)[len(loads) // 2], 3)
+    runtime.prepack()  # as a node's first allocation thread does before it serves
     runtime.use_threads(args.threads)
 
     with torch.inference_mode():

@@ -13,7 +13,8 @@ Figures (each printed with its ratio to the baseline measured in this run):
       (bench/idle.py): one forward in process, the same document served, the next, so that both
       sides see the same moment of the machine;
   (d) deploy time, POST _deploy to COMPLETED, vs loading the same archive from local disk: cold
-      (read from the model store) and from the node-local model cache;
+      (read from the model store) and from the node-local model cache; and a cold deploy to its
+      first prediction's answer (the node packs the weights and calibrates meanwhile);
   (e) control-plane rate: deploy and undeploy tasks per second on a tiny model, vs rq's own
       round trip for a job that does nothing;
   (f) one worker node vs two on one deployment (on 2 cores expect no gain; nothing may be lost
@@ -293,18 +294,24 @@ def main() -> int:
 
         if "d" in want:
             print("(d) deploy time ...", flush=True)
-            cold, warm = [], []
+            cold, warm, first = [], [], []
             for _ in range(3):
                 for use_cache, times in ((False, cold), (True, warm)):
                     api.ok("POST", f"{ML}/models/{model_id}/_undeploy")
                     if not use_cache:  # empty the node-local model caches: the deploy reads the store
                         for cache in workdir.glob("**/models"):
                             shutil.rmtree(cache, ignore_errors=True)
+                    started = time.perf_counter()
                     elapsed, task = deploy_and_wait(api, model_id)
                     assert task["state"] == "COMPLETED", task
                     times.append(elapsed)
+                    if not use_cache:  # what a client sees: the first answer after a cold deploy
+                        api.ok("POST", f"{ML}/models/{model_id}/_predict",
+                               {"text_docs": ["the first document after a deploy"]})
+                        first.append(time.perf_counter() - started)
             report["deploy_seconds"] = round(statistics.median(cold), 3)
             report["deploy_cached_seconds"] = round(statistics.median(warm), 3)
+            report["deploy_first_prediction_seconds"] = round(statistics.median(first), 3)
 
         if "e" in want:
             print("(e) control plane ...", flush=True)
@@ -382,6 +389,10 @@ def summarize(report: dict) -> dict:
                      "  vs local load")
         lines.append(f"{'(d) deploy from the node cache (s)':<44} {warm:>12.3f} {local:>12.3f} {warm / local:>7.2f}"
                      "  vs local load")
+        if "deploy_first_prediction_seconds" in report:
+            first = report["deploy_first_prediction_seconds"]
+            lines.append(f"{'(d) cold deploy, POST to a first answer (s)':<44} {first:>12.3f} {local:>12.3f} "
+                         f"{first / local:>7.2f}  vs local load (the node packs and calibrates meanwhile)")
     if "control_plane" in report:
         cp = report["control_plane"]
         lines.append(f"{'(e) deploy+undeploy tasks per second':<44} {cp['tasks_per_second']:>12.2f} "

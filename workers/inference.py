@@ -112,7 +112,7 @@ class Counters:
 class DeploymentServer:
     def __init__(self, client: redis.Redis, keys: Keys, settings: Settings, node_id: str,
                  deployment_id: str, runtime: Runtime, *, allocations: int = 1, threads_per_allocation: int = 1,
-                 block_seconds: float = 0.5):
+                 block_seconds: float = 0.5, prepack: bool = False):
         self.client = client
         self.keys = keys
         self.settings = settings
@@ -128,7 +128,10 @@ class DeploymentServer:
         self._resize = threading.Lock()
         self._take = client.register_script(dp.TAKE_SCRIPT)
         self._queue = keys.predict_queue(deployment_id)
-        self.overhead_tokens: float | None = None  # measured by the first allocation thread
+        self.prepack = prepack  # runtime.prepack() on the preparing thread (_prepare)
+        self.overhead_tokens: float | None = None  # measured on the preparing thread
+        self.prepared = threading.Event()  # set once _prepare is done (packed where asked, cost measured)
+        self._preparer: threading.Thread | None = None
         self._wanted = max(0, allocations)
         self._busy = 0  # allocations running a batch now (borrow_idle_threads)
         self._busy_lock = threading.Lock()
@@ -137,12 +140,24 @@ class DeploymentServer:
     def allocations(self) -> int:
         return self._wanted
 
-    def start(self) -> None:
-        """Start the allocation threads (and have the wide lane ready for this runtime)."""
+    def start(self, prepare: bool = True) -> None:
+        """Start the allocation threads (and have the wide lane ready for this runtime), and with
+        ``prepare`` the preparing thread (else :meth:`prepare` starts it: a node does once its
+        deploy has answered, since packing holds the GIL for a while)."""
         if (self.runtime.borrows_threads and self._wanted > 1
                 and self.settings.get("mlcommons.predict.borrow_idle_threads")):
             WIDE.prepare(self.runtime, self.threads_per_allocation * self._wanted)
         self.set_allocations(self._wanted)
+        if prepare:
+            self.prepare()
+
+    def prepare(self) -> None:
+        """Start the preparing thread (:meth:`_prepare`), once."""
+        with self._resize:
+            if self._preparer is None and not self._stop.is_set():
+                self._preparer = threading.Thread(target=self._prepare, daemon=True,
+                                                  name=f"prepare-{self.deployment_id}")
+                self._preparer.start()
 
     def set_allocations(self, count: int) -> None:
         """Run ``count`` allocation threads; extra ones finish their batch and stop."""
@@ -161,17 +176,31 @@ class DeploymentServer:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop taking work; a batch in progress is finished and answered first."""
         self._stop.set()
-        for thread in list(self._threads.values()):
+        with self._resize:
+            preparer = self._preparer
+        for thread in [*self._threads.values(), *([preparer] if preparer else [])]:
             thread.join(timeout)
         # Anything still recorded in flight was never answered: put it back for others.
         for allocation in list(self._threads):
             self._hand_back(allocation)
         self._threads.clear()
 
-    def _calibrate(self) -> None:
-        """The first allocation thread measures a forward pass's fixed cost before it serves."""
-        with self._resize:
-            if self.overhead_tokens is not None:
+    def _prepare(self) -> None:
+        """Beside the allocations, which serve meanwhile (planning with the default pass cost):
+        pack the runtime's weights (with ``prepack``: workers/runtimes/prepack.py; the swap is
+        atomic, a forward under way finishes on the weights it began with), then measure a
+        forward pass's fixed cost on what the allocations now serve with, on their thread count.
+        Neither the deploy nor the first requests wait for this (about 0.1 s and 0.2 s for MiniLM
+        on one thread)."""
+        torch.get_num_threads()  # torch's per-thread start, then our count (see _loop)
+        torch.set_num_threads(self.threads_per_allocation)
+        try:
+            if self.prepack and not self._stop.is_set():
+                try:
+                    self.runtime.prepack()
+                except Exception:  # serve what was loaded
+                    log.exception("deployment %s: could not pack the model's weights", self.deployment_id)
+            if self._stop.is_set():
                 return
             try:
                 self.overhead_tokens = batching.calibrate(self.runtime, cpu=self.runtime.device == "cpu")
@@ -180,6 +209,8 @@ class DeploymentServer:
                 self.overhead_tokens = batching.DEFAULT_OVERHEAD_TOKENS
             log.info("deployment %s: a forward pass costs as much as %.0f tokens of a row",
                      self.deployment_id, self.overhead_tokens)
+        finally:
+            self.prepared.set()
 
     def _hand_back(self, allocation: int) -> None:
         inflight = self.keys.inflight(self.node_id, self.deployment_id, allocation)
@@ -193,7 +224,6 @@ class DeploymentServer:
         torch.get_num_threads()
         torch.set_num_threads(self.threads_per_allocation)
         self.runtime.use_threads(self.threads_per_allocation)
-        self._calibrate()
         inflight = self.keys.inflight(self.node_id, self.deployment_id, allocation)
         while not self._stop.is_set() and allocation < self._wanted:
             try:

@@ -300,6 +300,10 @@ class WorkerNode:
             raise
         self._announce()
         deploys.report_deploy(self.ctx, task_id, model_id, self.node_id, "", holds_model=True)
+        with self._lock:
+            hosted = self.hosted.get(model_id)
+        if hosted is not None and isinstance(hosted.server, DeploymentServer):
+            hosted.server.prepare()  # pack the weights and measure a pass, while it serves
         return {"node": self.node_id, "result": result}
 
     def _check_capacity(self, model_id: str) -> None:
@@ -345,11 +349,12 @@ class WorkerNode:
                 shutil.rmtree(folder, ignore_errors=True)
         allocations, threads = self.layout(unit)
         server = DeploymentServer(self.ctx.redis, self.ctx.keys, self.ctx.settings, self.node_id, model_id,
-                                  runtime, allocations=allocations, threads_per_allocation=threads)
+                                  runtime, allocations=allocations, threads_per_allocation=threads,
+                                  prepack=bool(self.ctx.settings.get("mlcommons.deploy.prepack_weights")))
         with self._lock:
             old = self.hosted.pop(model_id, None)
             self.hosted[model_id] = Hosted(model_id, model.get("model_content_hash_value", ""), runtime, server)
-        server.start()
+        server.start(prepare=False)  # deploy() has it prepare once the deploy has answered
         deploys.set_progress(self.ctx, task_id, self.node_id, "serving")
         if old is not None:
             old.stop()
@@ -377,12 +382,13 @@ class WorkerNode:
             old.stop()
 
     def _load(self, path: Path, model: dict) -> Runtime:
-        prepack = bool(self.ctx.settings.get("mlcommons.deploy.prepack_weights"))
+        """The runtime, loaded and warmed up; its weights are packed later, by its server's
+        preparing thread once the deploy has answered (DeploymentServer ``prepack``)."""
         if model.get("_es"):  # uploaded through Elasticsearch's API, traced as Eland traces
             from workers.runtimes.eland import load_eland_runtime
 
-            return load_eland_runtime(path, model["_es"]["inference_config"], device=self.device, prepack=prepack)
-        return load_runtime(path, model, device=self.device, prepack=prepack)
+            return load_eland_runtime(path, model["_es"]["inference_config"], device=self.device, prepack=False)
+        return load_runtime(path, model, device=self.device, prepack=False)
 
     def layout(self, model: dict) -> tuple[int, int]:
         """(allocations, threads per allocation) for a deployment on this node: the deployment's

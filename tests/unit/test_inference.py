@@ -89,8 +89,8 @@ def test_allocations_resize_and_every_request_is_answered(runtime, redis_url):
 
 
 def threads_of_lone_requests(server: DeploymentServer, client, keys: Keys, threads_now) -> list:
-    """Start ``server``, send it three one-document requests one after another, and return what
-    ``threads_now()`` said in each of its forward passes (calibration's first)."""
+    """Start ``server``, let it prepare, send it three one-document requests one after another,
+    and return what ``threads_now()`` said in each of its forward passes (calibration's first)."""
     import msgpack
 
     from mlcommons.core.serving import dataplane as dp
@@ -107,6 +107,7 @@ def threads_of_lone_requests(server: DeploymentServer, client, keys: Keys, threa
     server.start()
     reply_key = keys.replies("test")
     try:
+        assert server.prepared.wait(60)
         for n in range(1, 4):
             client.rpush(keys.predict_queue("d"),
                          msgpack.packb([n, reply_key, 0, dp.OP_TEXT_EMBEDDING, [f"lone {n}"], None]))

@@ -118,3 +118,90 @@ def test_agreement_means_the_same_shape_and_the_same_values_up_to_rounding():
     assert not agrees(reference[:3], reference)
     assert not agrees(reference.astype(np.float64), reference)
     assert not agrees(reference + 0.01, reference)
+
+
+@pytest.mark.parametrize("prepack", [True, False])
+def test_a_deployment_packs_its_weights_before_it_serves_and_answers_the_same(workdir, redis_url, prepack):
+    """A node loads without packing (the deploy does not wait for it); the deployment's preparing
+    thread packs, then measures the pass cost its allocations plan with."""
+    import msgpack
+    import redis
+
+    from mlcommons.core.serving import dataplane as dp
+    from mlcommons.settings import Settings, static_values
+    from mlcommons.store.keys import Keys
+    from tests.harness import wait_for
+    from workers.inference import DeploymentServer
+
+    zip_path, info = tiny_archive(workdir / f"served-{prepack}")
+    folder = workdir / f"served-{prepack}-model"
+    safe_extract(zip_path, folder)
+    runtime = load_runtime(folder, model_doc(info), prepack=False)
+    plain = runtime.embed(TEXTS)
+    client, keys = redis.Redis.from_url(redis_url), Keys(f"prepack{prepack}")
+    server = DeploymentServer(client, keys, Settings(static_values(environ={})), "n", "d", runtime,
+                              block_seconds=0.05, prepack=prepack)
+    reply_key = keys.replies("test")
+    server.start()
+    try:
+        assert server.prepared.wait(60)
+        assert runtime.prepacked_linears == (12 if prepack else 0)
+        assert server.overhead_tokens is not None
+        client.rpush(keys.predict_queue("d"), msgpack.packb([1, reply_key, 0, dp.OP_TEXT_EMBEDDING, TEXTS, None]))
+        wait_for(lambda: client.llen(reply_key) == 1, 60, 0.01, "the reply")
+    finally:
+        server.stop()
+    reply = dp.decode_reply(client.lpop(reply_key))
+    assert reply.status == dp.OK, reply
+    served = np.frombuffer(reply.data, dtype=np.float32).reshape(len(TEXTS), -1)
+    np.testing.assert_allclose(served, plain, rtol=1e-4, atol=1e-5)
+    runtime.close()
+
+
+def test_requests_are_served_while_the_deployment_prepares_and_a_closed_runtime_stays_closed(workdir, redis_url):
+    """The allocations do not wait for the packing: a request sent at once is answered, with the
+    same vectors whichever weights it ran on; and a runtime closed while it packs gets no module back."""
+    import msgpack
+    import redis
+
+    from mlcommons.core.serving import dataplane as dp
+    from mlcommons.settings import Settings, static_values
+    from mlcommons.store.keys import Keys
+    from tests.harness import wait_for
+    from workers.inference import DeploymentServer
+
+    zip_path, info = tiny_archive(workdir / "during")
+    folder = workdir / "during-model"
+    safe_extract(zip_path, folder)
+    runtime = load_runtime(folder, model_doc(info), prepack=False)
+    plain = runtime.embed(TEXTS)
+    client, keys = redis.Redis.from_url(redis_url), Keys("prepack-during")
+    server = DeploymentServer(client, keys, Settings(static_values(environ={})), "n", "d", runtime,
+                              block_seconds=0.05, prepack=True)
+    reply_key = keys.replies("test")
+    for n in range(1, 21):
+        client.rpush(keys.predict_queue("d"), msgpack.packb([n, reply_key, 0, dp.OP_TEXT_EMBEDDING, TEXTS, None]))
+    server.start()
+    try:
+        wait_for(lambda: client.llen(reply_key) == 20, 60, 0.01, "20 replies")
+        assert server.prepared.wait(60)
+    finally:
+        server.stop()
+    for raw in client.lrange(reply_key, 0, -1):
+        reply = dp.decode_reply(raw)
+        assert reply.status == dp.OK, reply
+        np.testing.assert_allclose(np.frombuffer(reply.data, dtype=np.float32).reshape(len(TEXTS), -1), plain,
+                                   rtol=1e-4, atol=1e-5)
+    runtime.close()
+
+    closing = load_runtime(folder, model_doc(info), prepack=False)
+
+    class ClosedWhilePacking(type(closing)):
+        def forward(self, enc):
+            if self is not closing:  # the probe checking the packed copy: close the runtime now
+                closing.close()
+            return super().forward(enc)
+
+    closing.__class__ = ClosedWhilePacking
+    assert closing.prepack() == 0, "the probe agreed, but the runtime was closed: nothing is swapped in"
+    assert closing._module is None and closing.prepacked_linears == 0

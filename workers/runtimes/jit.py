@@ -127,4 +127,4 @@ class TorchRuntime(PrepackedLinears, Runtime):
         return out
 
     def close(self) -> None:
-        self._module = None
+        self._drop_module()

@@ -18,7 +18,11 @@ it was. ``mlcommons.deploy.prepack_weights`` turns it off.
 """
 from __future__ import annotations
 
+import copy
 import logging
+import threading
+import time
+import warnings
 
 import numpy as np
 import torch
@@ -107,12 +111,15 @@ def agrees(candidate: np.ndarray, reference: np.ndarray) -> bool:
 class PrepackedLinears:
     """For a runtime that keeps its TorchScript module in ``self._module`` and its warm-up input
     and output in ``self._warm_sample`` / ``self._warm_output``: :meth:`prepack` swaps the module
-    for its packed copy when that copy gives the same output."""
+    for its packed copy when that copy gives the same output. It may run while other threads
+    serve: the copy is checked on a probe (a shallow copy of the runtime holding it), and the
+    swap is one assignment, skipped if the runtime was closed meanwhile (:meth:`_drop_module`)."""
 
     _module: torch.jit.ScriptModule | None
     _warm_sample: object = None
     _warm_output: np.ndarray | None = None
     prepacked_linears = 0
+    _swap = threading.Lock()  # one for all runtimes: held for an assignment
 
     def prepack(self) -> int:
         """Run the linear layers on packed weights, if that keeps the output; how many were packed."""
@@ -120,27 +127,41 @@ class PrepackedLinears:
         if module is None or sample is None or reference is None or getattr(self, "device", "cpu") != "cpu" \
                 or not available():
             return 0
+        started = time.perf_counter()
         try:
-            made = prepack_linears(module)
+            with warnings.catch_warnings():  # torch.jit.freeze warns that TorchScript is deprecated
+                warnings.simplefilter("ignore", DeprecationWarning)
+                made = prepack_linears(module)
         except Exception as exc:  # a graph freezing or the rewrite cannot take: serve it as it is
             log.info("linear layers left unpacked: %s", _reason(exc))
             return 0
         if made is None:
             return 0
         candidate, packed = made
-        self._module = candidate
+        probe = copy.copy(self)
+        probe._module = candidate
         try:
-            out = self.forward(sample)  # type: ignore[attr-defined]
+            out = probe.forward(sample)  # type: ignore[attr-defined]
         except Exception as exc:
             out, reason = None, _reason(exc)
         else:
             reason = "its output differs from the unpacked module's"
         if out is None or not agrees(out, reference):
-            self._module = module
             log.warning("linear layers left unpacked: %s", reason)
             return 0
-        self.prepacked_linears = packed
+        with self._swap:
+            if self._module is not module:  # closed while we packed
+                return 0
+            self._module = candidate
+            self.prepacked_linears = packed
+        log.info("%d linear layers run on packed weights (%.0f ms to pack and check)", packed,
+                 (time.perf_counter() - started) * 1000)
         return packed
+
+    def _drop_module(self) -> None:
+        """What ``close`` does: no module, and none swapped in after."""
+        with self._swap:
+            self._module = None
 
 
 def _reason(exc: BaseException) -> str:

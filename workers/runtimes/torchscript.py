@@ -166,7 +166,7 @@ class TorchScriptTextEmbedding(PrepackedLinears, TokenizedByFile, Runtime):
 
     def close(self) -> None:
         # ``_invoke`` holds no tensors; keeping it lets a racing forward fail cleanly above.
-        self._module = None
+        self._drop_module()
 
     # -- internals ---------------------------------------------------------------------------
 
