@@ -104,6 +104,28 @@ def test_a_shared_weight_keeps_its_dense_copy_for_other_uses_and_an_unshared_res
         torch.testing.assert_close(packed(x), traced(x), rtol=1e-4, atol=1e-5)
 
 
+def test_two_linears_on_one_weight_share_one_packed_copy():
+    class TwoOnOne(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(1)
+            self.a = torch.nn.Linear(16, 16)
+            self.b = torch.nn.Linear(16, 16)
+            self.b.weight = self.a.weight
+
+        def forward(self, x):
+            return self.a(x) * self.b(x)
+
+    x = torch.randn(2, 7, 16)
+    traced = torch.jit.trace(TwoOnOne().eval(), x)
+    packed, count = prepack_linears(traced)
+    assert count == 2
+    weights = {node.inputsAt(1).unique() for node in packed.graph.findAllNodes(LINEAR)}
+    assert len(weights) == 1
+    with torch.inference_mode():
+        torch.testing.assert_close(packed(x), traced(x), rtol=1e-4, atol=1e-5)
+
+
 def test_a_module_without_a_linear_is_left_alone():
     class Pool(torch.nn.Module):
         def forward(self, x):

@@ -94,9 +94,9 @@ def _weight_constants(graph) -> list:
     """The constant nodes that feed a rewritten linear's weight, each once."""
     seen: dict[int, object] = {}
     for node in graph.findAllNodes(LINEAR):
-        source = node.inputsAt(1).node()
-        if source.kind() == "prim::Constant":
-            seen.setdefault(id(source), source)
+        weight = node.inputsAt(1)
+        if weight.node().kind() == "prim::Constant":
+            seen.setdefault(weight.unique(), weight.node())
     return list(seen.values())
 
 
