@@ -5,7 +5,7 @@
   documents sorted by length as ``encode`` sorts them;
 - the runtime's one-document forward latency;
 - loading the archive from local disk (extract + load + warm-up), the baseline of a deploy
-  (without packing the weights: a node does that after the deploy, before it serves).
+  (without packing the weights: a node does that once the deploy has answered, while it serves).
 
     python bench/inprocess.py ARCHIVE.zip --docs 2000 --latency-docs 300
 """
@@ -74,7 +74,7 @@ def main() -> None:
         if len(loads) < 3 and not args.runtime_only:
             runtime.close()
     out["local_load_seconds"] = round(sorted(loads)[len(loads) // 2], 3)
-    runtime.prepack()  # as a node's first allocation thread does before it serves
+    runtime.prepack()  # as a deployment's preparing thread does once the deploy has answered
     runtime.use_threads(args.threads)
 
     with torch.inference_mode():
