@@ -302,7 +302,7 @@ class WorkerNode:
         deploys.report_deploy(self.ctx, task_id, model_id, self.node_id, "", holds_model=True)
         with self._lock:
             hosted = self.hosted.get(model_id)
-        if hosted is not None and isinstance(hosted.server, DeploymentServer):
+        if hosted is not None:
             hosted.server.prepare()  # pack the weights and measure a pass, while it serves
         return {"node": self.node_id, "result": result}
 

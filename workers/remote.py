@@ -242,6 +242,9 @@ class RemoteServer:
     def set_allocations(self, count: int) -> None:  # a remote model's concurrency is its max_connection
         pass
 
+    def prepare(self) -> None:  # no weights here to pack, no forward pass to measure
+        pass
+
     def start(self) -> None:
         self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True,
                                         name=f"remote-{self.deployment_id}")

@@ -116,6 +116,7 @@ class PrepackedLinears:
     swap is one assignment, skipped if the runtime was closed meanwhile (:meth:`_drop_module`)."""
 
     _module: torch.jit.ScriptModule | None
+    device: str
     _warm_sample: object = None
     _warm_output: np.ndarray | None = None
     prepacked_linears = 0
@@ -124,8 +125,7 @@ class PrepackedLinears:
     def prepack(self) -> int:
         """Run the linear layers on packed weights, if that keeps the output; how many were packed."""
         module, sample, reference = self._module, self._warm_sample, self._warm_output
-        if module is None or sample is None or reference is None or getattr(self, "device", "cpu") != "cpu" \
-                or not available():
+        if module is None or sample is None or reference is None or self.device != "cpu" or not available():
             return 0
         started = time.perf_counter()
         try:
