@@ -112,7 +112,7 @@ class Counters:
 class DeploymentServer:
     def __init__(self, client: redis.Redis, keys: Keys, settings: Settings, node_id: str,
                  deployment_id: str, runtime: Runtime, *, allocations: int = 1, threads_per_allocation: int = 1,
-                 block_seconds: float = 0.5, prepack: bool = False):
+                 block_seconds: float = 0.5, prepack: bool = False, precision: str = "float32"):
         self.client = client
         self.keys = keys
         self.settings = settings
@@ -129,6 +129,7 @@ class DeploymentServer:
         self._take = client.register_script(dp.TAKE_SCRIPT)
         self._queue = keys.predict_queue(deployment_id)
         self.prepack = prepack  # runtime.prepack() on the preparing thread (_prepare)
+        self.precision = precision  # what the packed linear layers may multiply in
         self.overhead_tokens: float | None = None  # measured on the preparing thread
         self.prepared = threading.Event()  # set once _prepare is done (packed where asked, cost measured)
         self._preparer: threading.Thread | None = None
@@ -197,7 +198,7 @@ class DeploymentServer:
         try:
             if self.prepack and not self._stop.is_set():
                 try:
-                    self.runtime.prepack()
+                    self.runtime.prepack(self.precision)
                 except Exception:  # serve what was loaded
                     log.exception("deployment %s: could not pack the model's weights", self.deployment_id)
             if self._stop.is_set():

@@ -18,6 +18,7 @@ import shutil
 import socket
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -196,7 +197,8 @@ class WorkerNode:
     def info(self) -> dict[str, Any]:
         with self._lock:
             models = {m: {"loaded_at": h.loaded_at, "allocations": h.server.allocations,
-                          **h.server.counters.snapshot()} for m, h in self.hosted.items()}
+                          "predictor": _predictor(h.runtime), **h.server.counters.snapshot()}
+                      for m, h in self.hosted.items()}
         return {"name": self.name, "roles": [nodes.ML_ROLE], "host": socket.gethostname(), "pid": os.getpid(),
                 "device": self.device, "started_at": self.started_at, "models": models,
                 "memory": memory_info(), "chunk_bytes_read": chunk_bytes_read()}
@@ -262,6 +264,9 @@ class WorkerNode:
         if not deploys.mark_running(self.ctx, task_id, self.node_id):
             return {"node": self.node_id, "result": "skipped: this node's part of the task is over"}
         try:
+            # A deploy takes the settings as they are when it starts (a PUT _cluster/settings
+            # the instant before counts), not as last read: one read, once a deploy.
+            self.ctx.settings.refresh(self.ctx.redis)
             index, unit = units.lookup(self.ctx.docs, model_id)
             source_id = units.model_id_of(index, model_id, unit) if unit else model_id
             model = unit if index == K.MODEL else self.ctx.docs.get(K.MODEL, source_id)
@@ -329,13 +334,16 @@ class WorkerNode:
                 raise DeployCancelled("the deploy was cancelled while the node was downloading the model")
 
         sha256 = (model.get("model_content_hash_value") or "").lower()
+        started = time.perf_counter()
         cached = self.cache.get(sha256)
         folder = None
+        fetched = started
         try:
             if cached is None:
                 fetch = fetch_definition if model.get("_es") else fetch_and_extract
                 folder = fetch(self.ctx.blobs, source_id, model, self.data_dir / "work", on_chunk=on_chunk)
                 cached = self.cache.put(sha256, folder / "model")
+                fetched = time.perf_counter()
             deploys.set_progress(self.ctx, task_id, self.node_id,
                                  "loading" if folder is not None else "loading from the node's model cache")
             failpoints.hit("deploy.load")
@@ -347,10 +355,15 @@ class WorkerNode:
         finally:
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
+        loaded = time.perf_counter()
+        log.info("model %s: %s in %.3f s, loaded in %.3f s", model_id,
+                 "fetched and extracted" if folder is not None else "found in the node's model cache",
+                 fetched - started, loaded - fetched)
         allocations, threads = self.layout(unit)
         server = DeploymentServer(self.ctx.redis, self.ctx.keys, self.ctx.settings, self.node_id, model_id,
                                   runtime, allocations=allocations, threads_per_allocation=threads,
-                                  prepack=bool(self.ctx.settings.get("mlcommons.deploy.prepack_weights")))
+                                  prepack=bool(self.ctx.settings.get("mlcommons.deploy.prepack_weights")),
+                                  precision=self.ctx.settings.get("mlcommons.deploy.linear_precision"))
         with self._lock:
             old = self.hosted.pop(model_id, None)
             self.hosted[model_id] = Hosted(model_id, model.get("model_content_hash_value", ""), runtime, server)
@@ -433,6 +446,15 @@ class WorkerNode:
         reply = {"node": self.node_id, "stats": stats}
         replies.send(self.ctx.redis, self.ctx.keys.job_reply(request_id), reply)
         return reply
+
+
+def _predictor(runtime: Runtime | None) -> str:
+    """What serves a deployment, for the profile API: the runtime's class, and how its linear
+    layers run once its server has packed them (workers/runtimes/prepack.py)."""
+    if runtime is None:
+        return "RemoteModel"
+    precision = getattr(runtime, "prepacked_precision", None)
+    return f"{type(runtime).__name__} (linear layers packed, {precision})" if precision else type(runtime).__name__
 
 
 def usable_cores() -> int:

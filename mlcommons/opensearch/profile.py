@@ -21,7 +21,7 @@ def profile(ctx: Context, model_filter: list[str] | None, node_filter: list[str]
             count = int(stats.get("inference_count") or 0)
             entry = {
                 "model_state": doc.get("model_state"),
-                "predictor": "TorchScriptTextEmbedding",
+                "predictor": stats.get("predictor") or "TorchScriptTextEmbedding",
                 "target_worker_nodes": doc.get("planning_worker_nodes") or [],
                 "worker_nodes": doc.get("current_worker_nodes") or [],
                 "model_inference_stats": {"count": count, "error_count": int(stats.get("error_count") or 0),

@@ -115,3 +115,39 @@ def test_onnx_refused_for_what_it_cannot_serve(cluster):
         "name": "sparse", "function_name": "SPARSE_ENCODING", "model_format": "ONNX",
         "model_content_hash_value": "0" * 64, "total_chunks": 1})
     assert resp.status == 400 and "supported for TEXT_EMBEDDING" in resp.body["error"]["reason"], resp.body
+
+
+def test_bfloat16_linears_serve_vectors_close_to_float32_and_the_profile_says_so(cluster, minilm_model_id):
+    """mlcommons.deploy.linear_precision: bfloat16 (a dynamic setting): the next deploy's nodes pack
+    MiniLM's linear layers in bfloat16 once the deploy has answered; the profile names what serves
+    the model, and the vectors stay within a cosine of 0.999 of sentence-transformers'."""
+    from sentence_transformers import SentenceTransformer
+
+    from tests.harness import wait_for
+    from workers.runtimes.prepack import bf16_available
+
+    if not bf16_available():
+        pytest.skip("this CPU does not multiply bfloat16 natively (no avx512_bf16 or AMX)")
+    model_id, _ = minilm_model_id
+    name = "mlcommons.deploy.linear_precision"
+    assert cluster.api.put("/_cluster/settings", {"transient": {name: "float16"}}).status == 400
+    resp = cluster.api.put("/_cluster/settings", {"transient": {name: "bfloat16"}})
+    assert resp.status == 200, resp.body
+    try:
+        assert deploy(cluster, model_id)["state"] == "COMPLETED"
+
+        def predictors():
+            nodes = cluster.api.get(f"{ML}/profile/models/{model_id}").body.get("nodes", {})
+            found = [n["models"][model_id]["predictor"] for n in nodes.values() if model_id in n["models"]]
+            return len(found) == len(cluster.nodes) and all("bfloat16" in p for p in found) and found
+
+        found = wait_for(predictors, 60, 0.2, "every node to pack the linear layers in bfloat16")
+        assert found == ["TorchScriptTextEmbedding (linear layers packed, bfloat16)"] * len(cluster.nodes)
+        got = predict(cluster, model_id, DOCS)
+        reference = SentenceTransformer(str(minilm_path()), device="cpu").encode(DOCS, convert_to_numpy=True)
+        similarity = cosine(got, reference)
+        assert (similarity >= 0.999).all(), similarity
+        assert similarity.min() < 0.999999, "these are float32's vectors: bfloat16 was not used"
+    finally:
+        assert cluster.api.put("/_cluster/settings", {"transient": {name: None}}).status == 200
+        undeploy(cluster, model_id)

@@ -13,8 +13,9 @@ from tests.elandkit import eland_model, opensearch_archive, opensearch_model_doc
 from tests.modelkit import model_doc, tiny_archive
 from workers.extract import safe_extract
 from workers.runtimes import load_runtime
+from workers.runtimes import prepack as prepack_module
 from workers.runtimes.eland import load_eland_runtime
-from workers.runtimes.prepack import LINEAR, agrees, prepack_linears
+from workers.runtimes.prepack import LINEAR, agrees, bf16_available, prepack_linears
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -140,6 +141,69 @@ def test_agreement_means_the_same_shape_and_the_same_values_up_to_rounding():
     assert not agrees(reference[:3], reference)
     assert not agrees(reference.astype(np.float64), reference)
     assert not agrees(reference + 0.01, reference)
+
+
+needs_bf16 = pytest.mark.skipif(not bf16_available(), reason="this CPU does not multiply bfloat16 natively "
+                                "(no avx512_bf16 or AMX): bfloat16 linears are not packed here")
+
+
+@needs_bf16
+def test_bfloat16_linears_run_on_packed_bfloat16_weights_and_stay_close_to_float32(workdir):
+    zip_path, info = tiny_archive(workdir / "bf16", "sentence_transformers")
+    folder = workdir / "bf16-model"
+    safe_extract(zip_path, folder)
+    plain = load_runtime(folder, model_doc(info), prepack=False)
+    narrow = load_runtime(folder, model_doc(info), prepack=False)
+    assert narrow.prepack("bfloat16") == 12 and narrow.prepacked_precision == "bfloat16"
+    graph = narrow._module.graph
+    linears = graph.findAllNodes(LINEAR)
+    assert len(linears) == 12 and not graph.findAllNodes("aten::linear")
+    assert all(node.inputsAt(1).toIValue().dtype == torch.bfloat16 for node in linears)
+    assert all(node.inputsAt(0).node().kind() == "aten::to" for node in linears), "each input rounded first"
+    for texts in (TEXTS, TEXTS[:1]):
+        got, want = narrow.embed(texts), plain.embed(texts)
+        assert got.dtype == np.float32 and got.shape == want.shape
+        cosine = (got * want).sum(axis=1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
+        assert (cosine >= 0.999).all(), cosine
+        assert not np.allclose(got, want, rtol=1e-4, atol=1e-5), "bfloat16 rounding shows: these are not float32's"
+    plain.close()
+    narrow.close()
+
+
+@needs_bf16
+def test_bfloat16_that_strays_too_far_is_packed_in_float32_instead(workdir, monkeypatch):
+    zip_path, info = tiny_archive(workdir / "bf16-strict", "sentence_transformers")
+    folder = workdir / "bf16-strict-model"
+    safe_extract(zip_path, folder)
+    plain = load_runtime(folder, model_doc(info), prepack=False)
+    runtime = load_runtime(folder, model_doc(info), prepack=False)
+    monkeypatch.setattr(prepack_module, "BF16_TOLERANCE", 0.0)  # no rounding at all allowed
+    assert runtime.prepack("bfloat16") == 12 and runtime.prepacked_precision == "float32"
+    assert all(node.inputsAt(1).toIValue().dtype == torch.float32 for node in runtime._module.graph.findAllNodes(LINEAR))
+    np.testing.assert_allclose(runtime.embed(TEXTS), plain.embed(TEXTS), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError):
+        runtime.prepack("float16")
+
+
+def test_bfloat16_agreement_is_relative_to_the_whole_output():
+    reference = np.random.default_rng(1).standard_normal((4, 8)).astype(np.float32)
+    assert agrees(reference * 1.01, reference, "bfloat16")
+    assert not agrees(reference * 1.05, reference, "bfloat16")
+    assert not agrees(reference * 1.01, reference)  # float32 allows rounding only
+    broken = reference.copy()
+    broken[0, 0] = np.nan
+    assert not agrees(broken, reference, "bfloat16")
+
+
+def test_the_precision_setting_takes_float32_or_bfloat16_only():
+    from mlcommons.errors import BadRequest
+    from mlcommons.setting_table import SETTINGS
+
+    setting = SETTINGS["mlcommons.deploy.linear_precision"]
+    assert setting.default == "float32" and setting.dynamic
+    assert setting.parse("bfloat16") == "bfloat16"
+    with pytest.raises(BadRequest, match="must be one of \\[float32, bfloat16\\]"):
+        setting.parse("float16")
 
 
 @pytest.mark.parametrize("prepack", [True, False])

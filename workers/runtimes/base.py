@@ -88,9 +88,10 @@ class Runtime(ABC):
         """Called by each allocation thread, before it serves, with its threads per allocation
         (torch's runtimes take theirs from ``torch.set_num_threads``; onnxruntime's need a session)."""
 
-    def prepack(self) -> int:
+    def prepack(self, precision: str = "float32") -> int:
         """Make the loaded model cheaper to run where that keeps its output (TorchScript on the CPU:
-        workers/runtimes/prepack.py); how many layers changed. Called once, after loading."""
+        workers/runtimes/prepack.py; ``precision`` "bfloat16" lets its linear layers multiply in
+        bfloat16); how many layers changed. Called once, after loading."""
         return 0
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:

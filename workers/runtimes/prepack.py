@@ -15,6 +15,14 @@ uses elsewhere (a tied embedding, a ``matmul``) keeps its dense constant for tho
 The runtimes adopt the copy only if it gives the same output as the module it came from on their
 warm-up input (:class:`PrepackedLinears`): anything the rewrite does not understand stays as
 it was. ``mlcommons.deploy.prepack_weights`` turns it off.
+
+With ``precision="bfloat16"`` (``mlcommons.deploy.linear_precision``, opt-in, on a CPU that
+multiplies bfloat16 natively) the packed weights are bfloat16 and each linear's input is rounded
+to bfloat16 before it and its output widened to float32 after it; everything between the linears
+(attention's softmax, layer norms, residual sums, pooling) stays float32. oneDNN's bfloat16
+kernels accumulate in float32 and run about twice as fast as its float32 ones on such a CPU. The
+copy is adopted where the warm-up output stays within :data:`BF16_TOLERANCE` (relative, as a
+whole); otherwise the float32 packing is tried.
 """
 from __future__ import annotations
 
@@ -54,20 +62,64 @@ graph(%x, %w, %b):
   return (%r)""")
 
 
+# bfloat16: the linear's input rounded to it (dtype 15), its output widened to float32 (dtype 6).
+_NARROW = """
+  %low : int = prim::Constant[value=15]()
+  %full : int = prim::Constant[value=6]()
+  %no : bool = prim::Constant[value=0]()
+  %none : NoneType = prim::Constant()
+  %x_low = aten::to(%x, %low, %no, %no, %none)"""
+
+_LINEAR_GELU_BF16 = (_LINEAR_GELU[0], """
+graph(%x, %w, %b, %approximate):
+  %attr : str = prim::Constant[value="gelu"]()
+  %scalars : Scalar?[] = prim::ListConstruct()""" + _NARROW + """
+  %y_low = mkldnn::_linear_pointwise(%x_low, %w, %b, %attr, %scalars, %approximate)
+  %y = aten::to(%y_low, %full, %no, %no, %none)
+  return (%y)""")
+
+_LINEAR_BF16 = (_LINEAR[0], """
+graph(%x, %w, %b):
+  %attr : str = prim::Constant[value="none"]()
+  %scalars : Scalar?[] = prim::ListConstruct()
+  %algorithm : str = prim::Constant[value=""]()""" + _NARROW + """
+  %r_low = mkldnn::_linear_pointwise(%x_low, %w, %b, %attr, %scalars, %algorithm)
+  %r = aten::to(%r_low, %full, %no, %no, %none)
+  return (%r)""")
+
+FLOAT32, BFLOAT16 = "float32", "bfloat16"
+PRECISIONS = (FLOAT32, BFLOAT16)
+BF16_TOLERANCE = 0.02  # |packed - float32| / |float32| (Frobenius) on the warm-up output; MiniLM: 0.006
+
+
 def available() -> bool:
     return torch.backends.mkldnn.is_available()
 
 
-def prepack_linears(module: torch.jit.ScriptModule) -> tuple[torch.jit.ScriptModule, int] | None:
+def bf16_available() -> bool:
+    """Whether oneDNN multiplies bfloat16 natively here (avx512_bf16, AMX); emulated it is slower."""
+    try:
+        return available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:
+        return False
+
+
+def prepack_linears(module: torch.jit.ScriptModule,
+                    precision: str = FLOAT32) -> tuple[torch.jit.ScriptModule, int] | None:
     """A frozen copy of ``module`` (in eval mode, on the CPU) whose linear layers run on packed
-    weights, and how many were packed; None when there is no linear with a constant float32
-    weight to pack. Raises what freezing or packing raises: the caller keeps ``module`` then."""
+    weights (of ``precision``: float32, or bfloat16 with each linear's input rounded to it), and
+    how many were packed; None when there is no linear with a constant float32 weight to pack.
+    Raises what freezing or packing raises: the caller keeps ``module`` then."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision [{precision}]")
     frozen = torch.jit.freeze(module, optimize_numerics=False)
     graph = frozen.graph
     if not graph.findAllNodes("aten::linear"):
         return None
-    for pattern, replacement in (_LINEAR_GELU, _LINEAR):
+    rewrites = (_LINEAR_GELU_BF16, _LINEAR_BF16) if precision == BFLOAT16 else (_LINEAR_GELU, _LINEAR)
+    for pattern, replacement in rewrites:
         torch._C._jit_pass_custom_pattern_based_rewrite_graph(pattern, replacement, graph)
+    dtype = torch.bfloat16 if precision == BFLOAT16 else torch.float32
     packed = 0
     for source in _weight_constants(graph):
         weight = source.output().toIValue()
@@ -76,7 +128,7 @@ def prepack_linears(module: torch.jit.ScriptModule) -> tuple[torch.jit.ScriptMod
             continue
         uses = [u for u in source.output().uses() if u.user.kind() == LINEAR and u.offset == 1]
         constant = graph.create("prim::Constant")
-        constant.t_("value", torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), None))
+        constant.t_("value", torch.ops.mkldnn._reorder_linear_weight(weight.contiguous().to(dtype), None))
         constant.output().setType(torch._C.TensorType.get())
         constant.insertAfter(source)
         for use in uses:
@@ -86,8 +138,21 @@ def prepack_linears(module: torch.jit.ScriptModule) -> tuple[torch.jit.ScriptMod
         packed += len(uses)
     if packed == 0:
         return None
+    if precision == BFLOAT16:
+        # A linear whose input a rewritten linear cannot take (a weight that is no constant) is
+        # left as it was: a rewritten node that did not get a packed weight would be handed a
+        # float32 weight with a bfloat16 input, so such a graph is not narrowed at all.
+        if any(node.inputsAt(1).node().kind() != "prim::Constant" or not _is_packed(node.inputsAt(1))
+               for node in graph.findAllNodes(LINEAR)):
+            return None
+        torch._C._jit_pass_cse(graph)  # Q, K and V round the same input once
     torch._C._jit_pass_dce(graph)
     return frozen, packed
+
+
+def _is_packed(value) -> bool:
+    tensor = value.toIValue()
+    return isinstance(tensor, torch.Tensor) and tensor.is_mkldnn
 
 
 def _weight_constants(graph) -> list:
@@ -100,10 +165,16 @@ def _weight_constants(graph) -> list:
     return list(seen.values())
 
 
-def agrees(candidate: np.ndarray, reference: np.ndarray) -> bool:
-    """Whether the packed module's output is the original's up to float32 reassociation."""
+def agrees(candidate: np.ndarray, reference: np.ndarray, precision: str = FLOAT32) -> bool:
+    """Whether the packed module's output is the original's: up to float32 reassociation, or
+    for bfloat16 within :data:`BF16_TOLERANCE` of it as a whole."""
     if candidate.shape != reference.shape or candidate.dtype != reference.dtype:
         return False
+    if not np.all(np.isfinite(candidate)):
+        return False
+    if precision == BFLOAT16:
+        norm = float(np.linalg.norm(reference))
+        return bool(float(np.linalg.norm(candidate - reference)) <= BF16_TOLERANCE * max(norm, 1e-12))
     scale = float(np.abs(reference).max()) if reference.size else 0.0
     return bool(np.allclose(candidate, reference, rtol=1e-3, atol=1e-4 * max(1.0, scale)))
 
@@ -122,21 +193,51 @@ class PrepackedLinears:
     prepacked_linears = 0
     _swap = threading.Lock()  # one for all runtimes: held for an assignment
 
-    def prepack(self) -> int:
-        """Run the linear layers on packed weights, if that keeps the output; how many were packed."""
+    prepacked_precision: str | None = None  # what the packed linears multiply in, once packed
+
+    def prepack(self, precision: str = FLOAT32) -> int:
+        """Run the linear layers on packed weights, if that keeps the output; how many were packed.
+        ``precision="bfloat16"`` narrows them where this CPU multiplies bfloat16 natively and the
+        output stays within :data:`BF16_TOLERANCE`; else they are packed in float32."""
         module, sample, reference = self._module, self._warm_sample, self._warm_output
         if module is None or sample is None or reference is None or self.device != "cpu" or not available():
             return 0
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision [{precision}]")
+        attempts = [FLOAT32]
+        if precision == BFLOAT16:
+            if bf16_available():
+                attempts.insert(0, BFLOAT16)
+            else:
+                log.warning("linear layers packed in float32: this CPU has no native bfloat16 (avx512_bf16, AMX)")
         started = time.perf_counter()
+        for attempt in attempts:
+            candidate, packed = self._packed_copy(module, sample, reference, attempt)
+            if candidate is None:
+                continue
+            with self._swap:
+                if self._module is not module:  # closed while we packed
+                    return 0
+                self._module = candidate
+                self.prepacked_linears = packed
+                self.prepacked_precision = attempt
+            log.info("%d linear layers run on packed %s weights (%.0f ms to pack and check)", packed, attempt,
+                     (time.perf_counter() - started) * 1000)
+            return packed
+        return 0
+
+    def _packed_copy(self, module, sample, reference, precision: str) -> tuple[torch.jit.ScriptModule | None, int]:
+        """The packed copy of ``module`` and its count of packed linears, checked on a probe (a
+        shallow copy of this runtime holding it); (None, 0) where it cannot be made or disagrees."""
         try:
             with warnings.catch_warnings():  # torch.jit.freeze warns that TorchScript is deprecated
                 warnings.simplefilter("ignore", DeprecationWarning)
-                made = prepack_linears(module)
+                made = prepack_linears(module, precision)
         except Exception as exc:  # a graph freezing or the rewrite cannot take: serve it as it is
-            log.info("linear layers left unpacked: %s", _reason(exc))
-            return 0
+            log.info("linear layers left unpacked in %s: %s", precision, _reason(exc))
+            return None, 0
         if made is None:
-            return 0
+            return None, 0
         candidate, packed = made
         probe = copy.copy(self)
         probe._module = candidate
@@ -146,17 +247,10 @@ class PrepackedLinears:
             out, reason = None, _reason(exc)
         else:
             reason = "its output differs from the unpacked module's"
-        if out is None or not agrees(out, reference):
-            log.warning("linear layers left unpacked: %s", reason)
-            return 0
-        with self._swap:
-            if self._module is not module:  # closed while we packed
-                return 0
-            self._module = candidate
-            self.prepacked_linears = packed
-        log.info("%d linear layers run on packed weights (%.0f ms to pack and check)", packed,
-                 (time.perf_counter() - started) * 1000)
-        return packed
+        if out is None or not agrees(out, reference, precision):
+            log.warning("linear layers left unpacked in %s: %s", precision, reason)
+            return None, 0
+        return candidate, packed
 
     def _drop_module(self) -> None:
         """What ``close`` does: no module, and none swapped in after."""
