@@ -25,6 +25,9 @@ Figures (each printed with its ratio to the baseline measured in this run):
   (i) a peer started in the same run and loaded by the same load generator (bench/peer.py):
       infinity-emb in its own virtual environment, or the naive one-request-one-forward server
       where infinity-emb does not install; 32 clients x 1 doc and idle latency.
+  (j) mlcommons.deploy.linear_precision: bfloat16 (opt-in), where the CPU multiplies bfloat16
+      natively: served 32 clients x 1 doc and 1 x 1 against sentence-transformers and against
+      float32 served in the same run, and the cosine of its vectors to float32's.
 Every served figure also gives the CPU milliseconds each request cost in each process (worker,
 API, Redis, the load generator; read from /proc) and the mean batch the worker ran.
 Writes bench/results/report.json.
@@ -46,11 +49,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
 import redis  # noqa: E402
 from rq import Queue  # noqa: E402
 
 from bench.chaos import Api, wait  # noqa: E402
 from bench.processes import StackCPU, settled_counters  # noqa: E402
+from bench.workload import sentences  # noqa: E402
 from mlcommons.core.tasks.allowed import SERIALIZER
 from mlcommons.stack.procutil import free_port
 from mlcommons.store.keys import Keys
@@ -207,6 +212,43 @@ def onnx_figures(stack: Stack, workdir: Path, torch_model_id: str, docs: int, la
     return {"in_process": base, "served": served, "latency": latency}
 
 
+def predictors(api: Api, model_id: str) -> list[str]:
+    nodes = api.ok("GET", f"{ML}/profile/models/{model_id}").get("nodes", {})
+    return [n["models"][model_id]["predictor"] for n in nodes.values() if model_id in n["models"]]
+
+
+def bfloat16_figures(stack: Stack, model_id: str, docs: int, latency_docs: int) -> dict:
+    """The deployment again with its linear layers packed in bfloat16 (a dynamic setting, read by
+    the next deploy): served 32 x 1 and 1 x 1 against float32 served just before, and how close
+    its vectors stay. Skipped where the node packs in float32 (no native bfloat16)."""
+    api, name = stack.api, "mlcommons.deploy.linear_precision"
+    texts = sentences(64, seed=3)
+    float32 = {"served": measured_load(stack, model_id, 32, 1, docs),
+               "latency": loadgen(stack.url, model_id, 1, 1, latency_docs)}
+    reference = np.array([r["output"][0]["data"] for r in api.ok(
+        "POST", f"{ML}/models/{model_id}/_predict", {"text_docs": texts})["inference_results"]], dtype=np.float32)
+    api.ok("PUT", "/_cluster/settings", {"transient": {name: "bfloat16"}})
+    try:
+        api.ok("POST", f"{ML}/models/{model_id}/_undeploy")
+        _, task = deploy_and_wait(api, model_id)
+        assert task["state"] == "COMPLETED", task
+        found = wait(lambda: (p := predictors(api, model_id)) and all("packed" in x for x in p) and p, 60, 0.1)
+        if not found or not all("bfloat16" in x for x in found):
+            return {"skipped": f"the node packed its linear layers as {found}: no native bfloat16 here"}
+        got = np.array([r["output"][0]["data"] for r in api.ok(
+            "POST", f"{ML}/models/{model_id}/_predict", {"text_docs": texts})["inference_results"]], dtype=np.float32)
+        cosine = (got * reference).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(reference, axis=1)
+        narrow = {"served": measured_load(stack, model_id, 32, 1, docs),
+                  "latency": loadgen(stack.url, model_id, 1, 1, latency_docs)}
+    finally:
+        api.ok("PUT", "/_cluster/settings", {"transient": {name: None}})
+        api.ok("POST", f"{ML}/models/{model_id}/_undeploy")
+        _, task = deploy_and_wait(api, model_id)
+        assert task["state"] == "COMPLETED", task
+    return {"float32": float32, "bfloat16": narrow, "predictor": found[0],
+            "cosine_to_float32": {"min": round(float(cosine.min()), 6), "mean": round(float(cosine.mean()), 6)}}
+
+
 def control_plane(stack: Stack, cycles: int) -> dict:
     """Deploy/undeploy cycles of a tiny model, and rq's floor: ping jobs through the same worker."""
     from tests.modelkit import tiny_archive
@@ -244,7 +286,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer documents and rounds")
     parser.add_argument("--report", default=str(ROOT / "bench" / "results" / "report.json"))
-    parser.add_argument("--only", default="abcdefghi",
+    parser.add_argument("--only", default="abcdefghij",
                         help="the figures to run, as letters (a, the baselines, always runs): --only ad")
     parser.add_argument("--peer", choices=["infinity", "naive", "none"], default="infinity",
                         help="the peer of figure (i); infinity falls back to naive when it does not install")
@@ -334,6 +376,10 @@ def main() -> int:
                                    "docs_sent": sent, "docs_computed": computed,
                                    "every_request_answered_once": two["every_request_answered_once"],
                                    "all_ok": two["all_ok"]}
+
+        if "j" in want:
+            print("(j) bfloat16 linear layers ...", flush=True)
+            report["bfloat16"] = bfloat16_figures(stack, model_id, docs, latency_docs)
 
         if "g" in want:
             print("(g) allocations as threads or processes (in-process) ...", flush=True)
@@ -429,6 +475,18 @@ def summarize(report: dict) -> dict:
                      f"{lat['p50'] / inproc['p50']:>7.2f}  added {lat['p50'] - inproc['p50']:.2f} ms")
     elif peer:
         lines.append(f"(i) no peer: {peer['how']}")
+    bf16 = report.get("bfloat16")
+    if bf16 and "skipped" in bf16:
+        lines.append(f"(j) bfloat16: {bf16['skipped']}")
+    elif bf16:
+        narrow, wide = bf16["bfloat16"]["served"]["docs_per_second"], bf16["float32"]["served"]["docs_per_second"]
+        lines.append(f"{'(j) bfloat16 served 32 clients x 1 doc':<44} {narrow:>12.1f} {wide:>12.1f} "
+                     f"{narrow / wide:>7.2f}  vs float32 served; {narrow / st:.2f} vs ST")
+        lat, wide_lat = bf16["bfloat16"]["latency"]["latency_ms"], bf16["float32"]["latency"]["latency_ms"]
+        lines.append(f"{'(j) bfloat16 one-doc latency p50 (ms)':<44} {lat['p50']:>12.2f} {wide_lat['p50']:>12.2f} "
+                     f"{lat['p50'] / wide_lat['p50']:>7.2f}  vs float32 served")
+        cos = bf16["cosine_to_float32"]
+        lines.append(f"      vectors' cosine to float32's: min {cos['min']}, mean {cos['mean']}")
     measured = report.get("served", []) + ([dict(onnx["served"], onnx=True)] if onnx else [])
     if measured:
         lines.append("CPU ms per request by process, and the mean batch:")

@@ -453,8 +453,8 @@ def _predictor(runtime: Runtime | None) -> str:
     layers run once its server has packed them (workers/runtimes/prepack.py)."""
     if runtime is None:
         return "RemoteModel"
-    precision = getattr(runtime, "prepacked_precision", None)
-    return f"{type(runtime).__name__} (linear layers packed, {precision})" if precision else type(runtime).__name__
+    name, precision = type(runtime).__name__, runtime.prepacked_precision
+    return f"{name} (linear layers packed, {precision})" if precision else name
 
 
 def usable_cores() -> int:

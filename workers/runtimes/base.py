@@ -88,6 +88,10 @@ class Runtime(ABC):
         """Called by each allocation thread, before it serves, with its threads per allocation
         (torch's runtimes take theirs from ``torch.set_num_threads``; onnxruntime's need a session)."""
 
+    # What the linear layers multiply in once prepack() has packed them ("float32", "bfloat16");
+    # None while they run as loaded.
+    prepacked_precision: str | None = None
+
     def prepack(self, precision: str = "float32") -> int:
         """Make the loaded model cheaper to run where that keeps its output (TorchScript on the CPU:
         workers/runtimes/prepack.py; ``precision`` "bfloat16" lets its linear layers multiply in

@@ -146,8 +146,28 @@ def prepack_linears(module: torch.jit.ScriptModule,
                for node in graph.findAllNodes(LINEAR)):
             return None
         torch._C._jit_pass_cse(graph)  # Q, K and V round the same input once
+        _skip_round_trips(graph)
     torch._C._jit_pass_dce(graph)
     return frozen, packed
+
+
+def _skip_round_trips(graph) -> None:
+    """A linear whose bfloat16 output is widened only to be rounded again for the next linear (the
+    intermediate layer into the output layer): the next one takes the bfloat16 output itself, as
+    rounding a widened bfloat16 gives it back bit for bit."""
+    for narrow in graph.findAllNodes("aten::to"):
+        widen = narrow.inputsAt(0).node()
+        if (_dtype_of(narrow) == torch.bfloat16 and widen.kind() == "aten::to"
+                and _dtype_of(widen) == torch.float32 and widen.inputsAt(0).node().kind() == LINEAR):
+            narrow.output().replaceAllUsesWith(widen.inputsAt(0))
+
+
+def _dtype_of(cast) -> torch.dtype | None:
+    """The dtype an ``aten::to(x, dtype, ...)`` casts to, where it is a constant."""
+    arg = cast.inputsAt(1)
+    if arg.node().kind() != "prim::Constant" or not isinstance(value := arg.toIValue(), int):
+        return None
+    return {15: torch.bfloat16, 6: torch.float32}.get(value)
 
 
 def _is_packed(value) -> bool:
@@ -192,8 +212,6 @@ class PrepackedLinears:
     _warm_output: np.ndarray | None = None
     prepacked_linears = 0
     _swap = threading.Lock()  # one for all runtimes: held for an assignment
-
-    prepacked_precision: str | None = None  # what the packed linears multiply in, once packed
 
     def prepack(self, precision: str = FLOAT32) -> int:
         """Run the linear layers on packed weights, if that keeps the output; how many were packed.
