@@ -139,9 +139,9 @@ def prepack_linears(module: torch.jit.ScriptModule,
     if packed == 0:
         return None
     if precision == BFLOAT16:
-        # A linear whose input a rewritten linear cannot take (a weight that is no constant) is
-        # left as it was: a rewritten node that did not get a packed weight would be handed a
-        # float32 weight with a bfloat16 input, so such a graph is not narrowed at all.
+        # Every rewritten linear needs its packed bfloat16 weight: one whose weight the graph
+        # computes (no constant) would meet a bfloat16 input with a float32 weight, so such a
+        # graph is not narrowed at all (the caller packs it in float32 instead).
         if any(node.inputsAt(1).node().kind() != "prim::Constant" or not _is_packed(node.inputsAt(1))
                for node in graph.findAllNodes(LINEAR)):
             return None
