@@ -359,6 +359,10 @@ def main() -> int:
             print("(e) control plane ...", flush=True)
             report["control_plane"] = control_plane(stack, 5 if args.quick else 20)
 
+        if "j" in want:
+            print("(j) bfloat16 linear layers ...", flush=True)
+            report["bfloat16"] = bfloat16_figures(stack, model_id, docs, latency_docs)  # one node: before (f)
+
         if "f" in want:
             print("(f) one node vs two ...", flush=True)
             one = next((r for r in report.get("served", []) if r["concurrency"] == 32 and r["docs_per_request"] == 1),
@@ -376,10 +380,6 @@ def main() -> int:
                                    "docs_sent": sent, "docs_computed": computed,
                                    "every_request_answered_once": two["every_request_answered_once"],
                                    "all_ok": two["all_ok"]}
-
-        if "j" in want:
-            print("(j) bfloat16 linear layers ...", flush=True)
-            report["bfloat16"] = bfloat16_figures(stack, model_id, docs, latency_docs)
 
         if "g" in want:
             print("(g) allocations as threads or processes (in-process) ...", flush=True)
